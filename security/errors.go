@@ -26,6 +26,10 @@ const (
 	ReasonWrongIdentity    Reason = "wrong_identity"
 	ReasonNoCertificate    Reason = "no_certificate"
 	ReasonEmptyBundle      Reason = "empty_bundle"
+	ReasonTLSVersion       Reason = "tls_version"
+	ReasonNotTLS           Reason = "not_tls"
+	ReasonUnauthorized     Reason = "unauthorized"
+	ReasonHandshake        Reason = "handshake_failed"
 )
 
 // Error is the error returned when an identity, a certificate or a peer is
@@ -37,7 +41,9 @@ type Error struct {
 	Subject string
 	// Detail is the human explanation, including the fix where there is one.
 	Detail string
-	Err    error
+	// Peer is the SPIFFE ID a refused peer presented, when one was readable.
+	Peer string
+	Err  error
 }
 
 func (e *Error) Error() string {
@@ -78,6 +84,8 @@ var (
 	ErrWrongIdentity    error = &sentinel{ReasonWrongIdentity}
 	ErrNoCertificate    error = &sentinel{ReasonNoCertificate}
 	ErrEmptyBundle      error = &sentinel{ReasonEmptyBundle}
+	ErrTLSVersion       error = &sentinel{ReasonTLSVersion}
+	ErrUnauthorized     error = &sentinel{ReasonUnauthorized}
 )
 
 func refuse(reason Reason, subject, format string, args ...any) *Error {

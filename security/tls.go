@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -15,18 +17,6 @@ import (
 // verified may complete the handshake. It returns nil to accept.
 type Authorizer func(peer spiffeid.ID) error
 
-// HandshakeEvent describes one verification done by a moat TLS config, for
-// audit hooks and metrics. Err is nil when the peer was accepted.
-type HandshakeEvent struct {
-	// Side is "server" or "client": the side that ran the check.
-	Side string
-	// Peer is the SPIFFE ID the peer presented, zero if none was readable.
-	Peer spiffeid.ID
-	// Resumed reports a resumed TLS session.
-	Resumed bool
-	Err     error
-}
-
 // TLSOption changes a configuration built by [ServerTLSConfig] or
 // [ClientTLSConfig].
 type TLSOption interface{ applyTLS(*tlsConfig) }
@@ -34,7 +24,6 @@ type TLSOption interface{ applyTLS(*tlsConfig) }
 type tlsConfig struct {
 	authorize    Authorizer
 	now          func() time.Time
-	onHandshake  func(HandshakeEvent)
 	sessionCache tls.ClientSessionCache
 	noResumption bool
 }
@@ -48,12 +37,6 @@ func (f tlsFunc) applyTLS(c *tlsConfig) { f(c) }
 // server's own trust domain.
 func WithAuthorizer(a Authorizer) TLSOption {
 	return tlsFunc(func(c *tlsConfig) { c.authorize = a })
-}
-
-// WithHandshakeHook calls fn after every peer verification, accepted or
-// refused. fn must be safe for concurrent use and must not block.
-func WithHandshakeHook(fn func(HandshakeEvent)) TLSOption {
-	return tlsFunc(func(c *tlsConfig) { c.onHandshake = fn })
 }
 
 // WithTLSClock sets the time used to check peer validity; for tests.
@@ -85,7 +68,7 @@ func ServerTLSConfig(src Source, opts ...TLSOption) (*tls.Config, error) {
 		return nil, err
 	}
 	v := &verifier{src: src, cfg: cfg, side: "server", eku: x509.ExtKeyUsageClientAuth}
-	return &tls.Config{
+	conf := &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		MaxVersion: tls.VersionTLS13,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -93,11 +76,29 @@ func ServerTLSConfig(src Source, opts ...TLSOption) (*tls.Config, error) {
 		},
 		// The chain is verified in VerifyConnection against the bundle of
 		// the moment, so that rotated bundles apply without a new config.
-		ClientAuth:             tls.RequireAnyClientCert,
+		// Asked for, then required in VerifyConnection, so that a missing
+		// certificate is refused with moat's own reason.
+		ClientAuth:             tls.RequestClientCert,
 		VerifyConnection:       v.verify,
 		SessionTicketsDisabled: cfg.noResumption,
 		NextProtos:             []string{"h2"},
-	}, nil
+	}
+	conf.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if !slices.Contains(hello.SupportedVersions, tls.VersionTLS13) {
+			return nil, refuse(ReasonTLSVersion, "peer",
+				"client offered TLS versions %s; moat requires TLS 1.3", versionNames(hello.SupportedVersions))
+		}
+		return nil, nil
+	}
+	return conf, nil
+}
+
+func versionNames(vs []uint16) string {
+	names := make([]string, len(vs))
+	for i, v := range vs {
+		names[i] = tls.VersionName(v)
+	}
+	return strings.Join(names, ", ")
 }
 
 // ClientTLSConfig returns a TLS 1.3 client configuration that presents
@@ -164,19 +165,19 @@ type verifier struct {
 
 func (v *verifier) verify(cs tls.ConnectionState) error {
 	peer, err := v.check(cs)
-	if v.cfg.onHandshake != nil {
-		v.cfg.onHandshake(HandshakeEvent{Side: v.side, Peer: peer, Resumed: cs.DidResume, Err: err})
-	}
 	if err != nil {
-		// A typed nil would not compare equal to nil in crypto/tls.
+		if !peer.IsZero() {
+			err.Peer = peer.String()
+		}
 		return err
 	}
 	return nil
 }
 
-func (v *verifier) check(cs tls.ConnectionState) (spiffeid.ID, error) {
+func (v *verifier) check(cs tls.ConnectionState) (spiffeid.ID, *Error) {
 	if cs.Version != tls.VersionTLS13 {
-		return spiffeid.ID{}, refuse(ReasonUntrusted, "peer", "TLS version %#x refused, moat requires TLS 1.3", cs.Version)
+		return spiffeid.ID{}, refuse(ReasonTLSVersion, "peer",
+			"TLS version %s refused, moat requires TLS 1.3", tls.VersionName(cs.Version))
 	}
 	if len(cs.PeerCertificates) == 0 {
 		return spiffeid.ID{}, refuse(ReasonNoCertificate, "peer",
@@ -199,7 +200,7 @@ func (v *verifier) check(cs tls.ConnectionState) (spiffeid.ID, error) {
 	}
 	if v.side == "server" && v.cfg.authorize != nil {
 		if err := v.cfg.authorize(id); err != nil {
-			return id, &Error{Reason: ReasonWrongIdentity, Subject: "peer", Err: err,
+			return id, &Error{Reason: ReasonUnauthorized, Subject: "peer", Err: err,
 				Detail: fmt.Sprintf("caller %q is not authorized", id)}
 		}
 	}

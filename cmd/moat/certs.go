@@ -1,0 +1,208 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moatrpc/moat/internal/devenv"
+	"github.com/moatrpc/moat/security"
+)
+
+func newCertsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "certs",
+		Short: "Create and inspect development certificates",
+	}
+	var dir string
+	cmd.PersistentFlags().StringVar(&dir, "dir", ".dev/certs", "folder of the dev CA and workload certificates")
+
+	var td string
+	var force bool
+	initCmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create a development CA for a trust domain",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := security.LoadCA(dir); err == nil && !force {
+				return fmt.Errorf("a CA already exists in %s; pass --force to replace it "+
+					"(every certificate it issued stops being trusted)", dir)
+			}
+			ca, err := security.NewCA(td)
+			if err != nil {
+				return err
+			}
+			if err := ca.Save(dir); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "created CA for trust domain %s in %s\n", td, dir)
+			fmt.Fprintf(cmd.OutOrStdout(), "trust bundle: %s\n", security.FilesFor(dir, "").Bundle)
+			return nil
+		},
+	}
+	initCmd.Flags().StringVar(&td, "trust-domain", devenv.DefaultTrustDomain, "SPIFFE trust domain")
+	initCmd.Flags().BoolVar(&force, "force", false, "replace an existing CA")
+
+	var lifetime time.Duration
+	var keyType string
+	issueCmd := &cobra.Command{
+		Use:   "issue <service>...",
+		Short: "Issue workload certificates signed by the development CA",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ca, err := security.LoadCA(dir)
+			if err != nil {
+				return err
+			}
+			for _, svc := range args {
+				files, err := ca.IssueFiles(dir, svc, security.WithLifetime(lifetime),
+					security.WithKeyType(security.KeyType(keyType)))
+				if err != nil {
+					return err
+				}
+				id, _ := security.ServiceID(ca.TrustDomain().Name(), svc)
+				fmt.Fprintf(cmd.OutOrStdout(), "issued %s (valid %s)\n  cert %s\n  key  %s\n",
+					id, lifetime, files.Cert, files.Key)
+			}
+			return nil
+		},
+	}
+	issueCmd.Flags().DurationVar(&lifetime, "lifetime", security.DefaultLeafLifetime, "validity of the certificates")
+	issueCmd.Flags().StringVar(&keyType, "key-type", string(security.KeyECDSAP256),
+		"key algorithm: ecdsa-p256, ed25519 or rsa-2048")
+
+	inspectCmd := &cobra.Command{
+		Use:   "inspect <file>",
+		Short: "Describe a certificate file in plain words",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return inspect(cmd.OutOrStdout(), args[0], dir)
+		},
+	}
+	cmd.AddCommand(initCmd, issueCmd, inspectCmd)
+	return cmd
+}
+
+func inspect(w io.Writer, path, dir string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var certs []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	now := time.Now()
+	for i, c := range certs {
+		role := "workload certificate"
+		switch {
+		case c.IsCA:
+			role = "certificate authority"
+		case i > 0:
+			role = "chain certificate"
+		}
+		fmt.Fprintf(w, "%s #%d: %s\n", path, i+1, role)
+		fmt.Fprintf(w, "  subject:    %s\n", c.Subject)
+		fmt.Fprintf(w, "  issuer:     %s\n", c.Issuer)
+		for _, u := range c.URIs {
+			fmt.Fprintf(w, "  identity:   %s\n", u)
+		}
+		if len(c.DNSNames)+len(c.IPAddresses) > 0 {
+			var names []string
+			names = append(names, c.DNSNames...)
+			for _, ip := range c.IPAddresses {
+				names = append(names, ip.String())
+			}
+			fmt.Fprintf(w, "  hosts:      %s\n", strings.Join(names, ", "))
+		}
+		fmt.Fprintf(w, "  valid:      %s to %s (%s)\n", c.NotBefore.UTC().Format(time.RFC3339),
+			c.NotAfter.UTC().Format(time.RFC3339), validity(c, now))
+		fmt.Fprintf(w, "  key:        %s\n", keyDesc(c))
+		fmt.Fprintf(w, "  usage:      %s\n", usageDesc(c))
+		fmt.Fprintf(w, "  serial:     %x\n", c.SerialNumber)
+	}
+	if certs[0].IsCA {
+		return nil
+	}
+	// Check the leaf against the bundle of the certs folder, when there is one.
+	bundle := security.FilesFor(dir, "").Bundle
+	keyPath := strings.TrimSuffix(path, ".pem") + "-key.pem"
+	if _, err := os.Stat(keyPath); err == nil {
+		if _, err := os.Stat(bundle); err == nil {
+			if id, err := security.LoadIdentity(path, keyPath, bundle); err != nil {
+				fmt.Fprintf(w, "  check:      REFUSED: %v\n", err)
+			} else {
+				fmt.Fprintf(w, "  check:      ok, a valid moat identity for %s against %s\n", id.ID(), bundle)
+			}
+		}
+	}
+	return nil
+}
+
+func validity(c *x509.Certificate, now time.Time) string {
+	switch {
+	case now.Before(c.NotBefore):
+		return "NOT YET VALID"
+	case now.After(c.NotAfter):
+		return "EXPIRED " + now.Sub(c.NotAfter).Round(time.Second).String() + " ago"
+	}
+	return "valid, " + c.NotAfter.Sub(now).Round(time.Minute).String() + " left"
+}
+
+func keyDesc(c *x509.Certificate) string {
+	switch k := c.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		return "ECDSA " + k.Curve.Params().Name
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA %d bits", k.N.BitLen())
+	case ed25519.PublicKey:
+		return "Ed25519"
+	}
+	return c.PublicKeyAlgorithm.String()
+}
+
+func usageDesc(c *x509.Certificate) string {
+	var u []string
+	if c.KeyUsage&x509.KeyUsageCertSign != 0 {
+		u = append(u, "signs certificates")
+	}
+	if c.KeyUsage&x509.KeyUsageDigitalSignature != 0 {
+		u = append(u, "digital signature")
+	}
+	for _, e := range c.ExtKeyUsage {
+		switch e {
+		case x509.ExtKeyUsageServerAuth:
+			u = append(u, "TLS server (serverAuth)")
+		case x509.ExtKeyUsageClientAuth:
+			u = append(u, "TLS client (clientAuth)")
+		}
+	}
+	if len(u) == 0 {
+		return "none stated"
+	}
+	return strings.Join(u, ", ")
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moatrpc/moat/internal/devenv"
+)
+
+func newDevCmd() *cobra.Command {
+	var (
+		dir      string
+		td       string
+		services []string
+	)
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the development environment: dev CA, certificates and a Consul agent over mutual TLS",
+		Long: `dev creates (or reuses) a development CA in <dir>/certs, issues a workload
+certificate for each service, starts a Consul agent bound to 127.0.0.1 that
+accepts only HTTPS with a client certificate from that CA, writes the
+variables services need to <dir>/env and prints them. It runs until
+interrupted, then stops Consul.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			slog.Info("starting Consul", "dir", dir)
+			env, err := devenv.Start(ctx, devenv.EnvConfig{Dir: dir, TrustDomain: td, Services: services})
+			if err != nil {
+				return err
+			}
+			defer env.Stop()
+			path, err := env.WriteEnvFile()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "moat dev environment is up (trust domain %s)\n\n", env.CA.TrustDomain().Name())
+			for _, kv := range env.Environ() {
+				fmt.Fprintf(out, "export %s\n", kv)
+			}
+			fmt.Fprintf(out, "\nThe same lines are in %s: 'source %s' in another shell, then run services.\n",
+				path, path)
+			fmt.Fprintf(out, "Certificates issued for: %s\n", strings.Join(services, ", "))
+			fmt.Fprintln(out, "Press Ctrl-C to stop.")
+			<-ctx.Done()
+			slog.Info("stopping Consul")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", ".dev", "folder for certificates, Consul configuration and logs")
+	cmd.Flags().StringVar(&td, "trust-domain", devenv.DefaultTrustDomain, "trust domain of a new dev CA")
+	cmd.Flags().StringSliceVar(&services, "services", []string{"auth", "profile", "caller"},
+		"services to issue workload certificates for")
+	return cmd
+}

@@ -1,0 +1,114 @@
+package devenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/moatrpc/moat/security"
+)
+
+// DefaultTrustDomain is the trust domain of the dev CA.
+const DefaultTrustDomain = "moat.local"
+
+// Env is a running development environment: a dev CA with workload
+// certificates and a Consul agent that requires them.
+type Env struct {
+	Dir      string
+	CertsDir string
+	CA       *security.CA
+	Consul   *Consul
+}
+
+// EnvConfig says how to set up an [Env].
+type EnvConfig struct {
+	// Dir holds certs/ and consul/; it is created when missing.
+	Dir string
+	// TrustDomain of a new CA; an existing CA in Dir/certs is reused.
+	TrustDomain string
+	// Services get a workload certificate each, renewed on every start.
+	Services []string
+	// ConsulBinary overrides [FindConsul].
+	ConsulBinary string
+	// ACLMasterToken turns Consul ACLs on; see [ConsulConfig].
+	ACLMasterToken string
+}
+
+// Start creates or reuses the dev CA, issues certificates and starts
+// Consul.
+func Start(ctx context.Context, cfg EnvConfig) (*Env, error) {
+	if cfg.TrustDomain == "" {
+		cfg.TrustDomain = DefaultTrustDomain
+	}
+	certs := filepath.Join(cfg.Dir, "certs")
+	ca, err := security.LoadCA(certs)
+	if errors.Is(err, security.ErrMissingFile) {
+		if ca, err = security.NewCA(cfg.TrustDomain); err == nil {
+			err = ca.Save(certs)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range cfg.Services {
+		if _, err := ca.IssueFiles(certs, s); err != nil {
+			return nil, err
+		}
+	}
+	consul, err := StartConsul(ctx, ConsulConfig{
+		Binary:         cfg.ConsulBinary,
+		Dir:            filepath.Join(cfg.Dir, "consul"),
+		CA:             ca,
+		ACLMasterToken: cfg.ACLMasterToken,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Env{Dir: cfg.Dir, CertsDir: certs, CA: ca, Consul: consul}, nil
+}
+
+// Vars returns the environment variables a service needs to join the
+// environment, as read by rpc.WithEnv.
+func (e *Env) Vars() map[string]string {
+	abs, err := filepath.Abs(e.CertsDir)
+	if err != nil {
+		abs = e.CertsDir
+	}
+	return map[string]string{
+		"MOAT_CERTS_DIR":    abs,
+		"MOAT_CONSUL_ADDR":  e.Consul.Addr(),
+		"MOAT_TRUST_DOMAIN": e.CA.TrustDomain().Name(),
+	}
+}
+
+// Environ returns Vars in os/exec's KEY=value form, sorted.
+func (e *Env) Environ() []string {
+	var out []string
+	for k, v := range e.Vars() {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// WriteEnvFile writes Vars as shell exports to Dir/env and returns its path.
+func (e *Env) WriteEnvFile() (string, error) {
+	var b strings.Builder
+	for _, kv := range e.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		fmt.Fprintf(&b, "export %s=%q\n", k, v)
+	}
+	path := filepath.Join(e.Dir, "env")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("devenv: %w", err)
+	}
+	return path, nil
+}
+
+// Stop stops Consul.
+func (e *Env) Stop() error { return e.Consul.Stop() }

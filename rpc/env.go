@@ -1,0 +1,103 @@
+package rpc
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/moatrpc/moat/registry"
+	"github.com/moatrpc/moat/security"
+)
+
+// Environment variables read by [WithEnv]; 'moat dev' prints them.
+const (
+	// EnvCertsDir is a folder holding <service>.pem, <service>-key.pem
+	// and ca.pem, as 'moat certs' writes them.
+	EnvCertsDir = "MOAT_CERTS_DIR"
+	// EnvCert, EnvKey and EnvBundle name the identity files directly and
+	// take precedence over EnvCertsDir.
+	EnvCert   = "MOAT_CERT"
+	EnvKey    = "MOAT_KEY"
+	EnvBundle = "MOAT_BUNDLE"
+	// EnvTrustDomain requires the identity's trust domain.
+	EnvTrustDomain = "MOAT_TRUST_DOMAIN"
+	// EnvConsulAddr is the host:port of a Consul agent's HTTPS API; when
+	// set, the service registers there.
+	EnvConsulAddr = "MOAT_CONSUL_ADDR"
+	// EnvConsulToken and EnvConsulTokenFile give Consul's ACL token.
+	EnvConsulToken     = "MOAT_CONSUL_TOKEN"
+	EnvConsulTokenFile = "MOAT_CONSUL_TOKEN_FILE"
+	// EnvAddress is the address to listen on.
+	EnvAddress = "MOAT_ADDRESS"
+)
+
+// WithEnv configures identity, registry and address from the environment
+// variables above, as set by 'moat dev'. Variables that are not set leave
+// the defaults and earlier options alone. The Consul registry it creates
+// belongs to the service and is closed by Stop.
+func WithEnv() Option {
+	return optionFunc(func(o *options) {
+		if td := os.Getenv(EnvTrustDomain); td != "" {
+			o.trustDomain = td
+		}
+		files, ok := envIdentityFiles(o.name)
+		if ok {
+			WithIdentityFiles(files.Cert, files.Key, files.Bundle).apply(o)
+		}
+		if addr := os.Getenv(EnvAddress); addr != "" {
+			o.address = addr
+		}
+		consul := os.Getenv(EnvConsulAddr)
+		if consul == "" || o.identityErr != nil || o.identity == nil {
+			return
+		}
+		token, err := envConsulToken()
+		if err != nil {
+			o.envErr = err
+			return
+		}
+		reg, err := registry.NewConsul(
+			registry.WithConsulAddress(consul),
+			registry.WithConsulIdentity(o.identity),
+			registry.WithConsulToken(token),
+			registry.WithConsulLogger(o.logger),
+		)
+		if err != nil {
+			o.envErr = err
+			return
+		}
+		o.registry, o.ownedRegistry = reg, reg
+	})
+}
+
+func envIdentityFiles(name string) (security.IdentityFiles, bool) {
+	f := security.IdentityFiles{Cert: os.Getenv(EnvCert), Key: os.Getenv(EnvKey), Bundle: os.Getenv(EnvBundle)}
+	if dir := os.Getenv(EnvCertsDir); dir != "" {
+		def := security.FilesFor(dir, name)
+		if f.Cert == "" {
+			f.Cert = def.Cert
+		}
+		if f.Key == "" {
+			f.Key = def.Key
+		}
+		if f.Bundle == "" {
+			f.Bundle = def.Bundle
+		}
+	}
+	return f, f.Cert != "" || f.Key != "" || f.Bundle != ""
+}
+
+func envConsulToken() (string, error) {
+	if t := os.Getenv(EnvConsulToken); t != "" {
+		return t, nil
+	}
+	path := os.Getenv(EnvConsulTokenFile)
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("rpc: read %s (%s): %w", EnvConsulTokenFile, path, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}

@@ -1,0 +1,39 @@
+// Command profile runs the example profile service with the identity,
+// registry and address given by the environment variables 'moat dev'
+// prints.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+
+	profilev1 "github.com/moatrpc/moat/proto/moat/example/profile/v1"
+	"github.com/moatrpc/moat/rpc"
+	"github.com/moatrpc/moat/services"
+	"github.com/moatrpc/moat/services/profile"
+)
+
+func main() {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("app", "profile")
+	users, err := services.Users()
+	if err != nil {
+		logger.Error("load users", "err", err)
+		os.Exit(1)
+	}
+	svc, err := rpc.NewService("profile", rpc.WithLogger(logger), rpc.WithVersion("1.0.0"), rpc.WithEnv())
+	if err != nil {
+		logger.Error("start", "err", err)
+		os.Exit(1)
+	}
+	authConn, err := svc.Client().Conn("auth")
+	if err != nil {
+		logger.Error("connect to auth", "err", err)
+		os.Exit(1)
+	}
+	profilev1.RegisterProfileServiceServer(svc.Server(), profile.New(users, authConn))
+	if err := svc.Run(context.Background()); err != nil {
+		logger.Error("run", "err", err)
+		os.Exit(1)
+	}
+}

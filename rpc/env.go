@@ -29,6 +29,9 @@ const (
 	EnvConsulTokenFile = "MOAT_CONSUL_TOKEN_FILE"
 	// EnvAddress is the address to listen on.
 	EnvAddress = "MOAT_ADDRESS"
+	// EnvAdvertise is the address registered for the node, when other
+	// services must dial something else than EnvAddress.
+	EnvAdvertise = "MOAT_ADVERTISE"
 )
 
 // WithEnv configures identity, registry and address from the environment
@@ -46,6 +49,9 @@ func WithEnv() Option {
 		}
 		if addr := os.Getenv(EnvAddress); addr != "" {
 			o.address = addr
+		}
+		if addr := os.Getenv(EnvAdvertise); addr != "" {
+			o.advertise = addr
 		}
 		consul := os.Getenv(EnvConsulAddr)
 		if consul == "" || o.identityErr != nil || o.identity == nil {

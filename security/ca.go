@@ -98,7 +98,7 @@ func LoadCA(dir string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	certs, err := parseCerts(certPEM, filepath.Join(dir, CACertFile))
+	certs, err := parseCerts(certPEM, filepath.Join(dir, CACertFile), ReasonMalformed)
 	if err != nil {
 		return nil, err
 	}
@@ -217,15 +217,15 @@ func (ca *CA) Issue(service string, opts ...IssueOption) (*Issued, error) {
 		usage |= x509.KeyUsageKeyEncipherment
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: newSerial(),
-		Subject:      pkix.Name{Organization: []string{"moat"}, CommonName: service},
-		NotBefore:    cfg.notBefore,
-		NotAfter:     cfg.notAfter,
-		KeyUsage:     usage,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{id.URL()},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		SerialNumber:          newSerial(),
+		Subject:               pkix.Name{Organization: []string{"moat"}, CommonName: service},
+		NotBefore:             cfg.notBefore,
+		NotAfter:              cfg.notAfter,
+		KeyUsage:              usage,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		URIs:                  []*url.URL{id.URL()},
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		BasicConstraintsValid: true,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)

@@ -120,7 +120,7 @@ func newIdentity(certPEM, keyPEM, bundlePEM []byte, names IdentityFiles, opts []
 		o.applyLoad(&cfg)
 	}
 
-	chain, err := parseCerts(certPEM, names.Cert)
+	chain, err := parseCerts(certPEM, names.Cert, ReasonMalformed)
 	if err != nil {
 		return nil, err
 	}
@@ -128,11 +128,8 @@ func newIdentity(certPEM, keyPEM, bundlePEM []byte, names IdentityFiles, opts []
 	if err != nil {
 		return nil, err
 	}
-	roots, err := parseCerts(bundlePEM, names.Bundle)
+	roots, err := parseCerts(bundlePEM, names.Bundle, ReasonEmptyBundle)
 	if err != nil {
-		if ReasonOf(err) == ReasonMalformed {
-			err.(*Error).Reason = ReasonEmptyBundle
-		}
 		return nil, err
 	}
 	leaf := chain[0]
@@ -320,7 +317,9 @@ func readFile(path, what, fix string) ([]byte, error) {
 	return data, nil
 }
 
-func parseCerts(data []byte, subject string) ([]*x509.Certificate, error) {
+// parseCerts reads the CERTIFICATE blocks of data; none is refused with
+// reason none.
+func parseCerts(data []byte, subject string, none Reason) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	for {
 		var block *pem.Block
@@ -339,7 +338,7 @@ func parseCerts(data []byte, subject string) ([]*x509.Certificate, error) {
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, refuse(ReasonMalformed, subject, "no PEM CERTIFICATE block found")
+		return nil, refuse(none, subject, "no PEM CERTIFICATE block found")
 	}
 	return certs, nil
 }

@@ -25,6 +25,9 @@ type Result struct {
 	Errors []error
 	// Latencies of successful calls, in the order made.
 	Latencies []time.Duration
+	// Tokens are the session tokens issued during the run, so that checks
+	// can look for them where they must not be.
+	Tokens []string
 }
 
 // Percentile returns the p-th percentile (0 < p <= 100) of the latencies.
@@ -68,6 +71,7 @@ func Run(ctx context.Context, authConn, profileConn grpc.ClientConnInterface, us
 			if err != nil {
 				continue
 			}
+			r.Tokens = append(r.Tokens, login.GetSessionToken())
 			_ = timed(func() error {
 				resp, err := profc.GetProfile(ctx, &profilev1.GetProfileRequest{SessionToken: login.GetSessionToken()})
 				if err != nil {

@@ -425,6 +425,18 @@ func (w *consulWatcher) Next() ([]*Service, error) {
 			}
 			w.c.cfg.logger.Warn("registry: watch query failed, keeping last nodes",
 				"service", w.name, "err", err)
+			// A watch that has reported nothing yet starts from the nodes
+			// this registry last saw, so new connections work during an
+			// outage too.
+			if !w.sent {
+				w.c.mu.Lock()
+				cached := w.c.cache[w.name]
+				w.c.mu.Unlock()
+				if len(cached) > 0 {
+					w.sent, w.last = true, cached
+					return cloneAll(cached), nil
+				}
+			}
 			// A restarted agent starts its indexes again from 1.
 			w.index = 0
 			select {

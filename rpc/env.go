@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/moatrpc/moat/registry"
 	"github.com/moatrpc/moat/security"
@@ -32,6 +33,9 @@ const (
 	// EnvAdvertise is the address registered for the node, when other
 	// services must dial something else than EnvAddress.
 	EnvAdvertise = "MOAT_ADVERTISE"
+	// EnvRegisterTTL is the registration's health-check TTL, as a Go
+	// duration ("15s").
+	EnvRegisterTTL = "MOAT_REGISTER_TTL"
 )
 
 // WithEnv configures identity, registry and address from the environment
@@ -52,6 +56,14 @@ func WithEnv() Option {
 		}
 		if addr := os.Getenv(EnvAdvertise); addr != "" {
 			o.advertise = addr
+		}
+		if v := os.Getenv(EnvRegisterTTL); v != "" {
+			ttl, err := time.ParseDuration(v)
+			if err != nil || ttl <= 0 {
+				o.envErr = fmt.Errorf("%s=%q is not a positive duration", EnvRegisterTTL, v)
+				return
+			}
+			o.ttl = ttl
 		}
 		consul := os.Getenv(EnvConsulAddr)
 		if consul == "" || o.identityErr != nil || o.identity == nil {

@@ -1,0 +1,216 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	authv1 "github.com/moatrpc/moat/proto/moat/example/auth/v1"
+	"github.com/moatrpc/moat/registry"
+	"github.com/moatrpc/moat/rpc"
+	"github.com/moatrpc/moat/services"
+	"github.com/moatrpc/moat/services/scenario"
+)
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// An eavesdropper between the caller and profile, between profile and
+// auth, and between the services and Consul sees TLS records only: not one
+// password, session token, name, phone, e-mail or street of the scenario.
+func TestEavesdropperSeesNoSecrets(t *testing.T) {
+	e := startEnv(t)
+	consulRelay := newRelay(t, e.Consul.Addr())
+	authAddr, profileAddr := freeAddr(t), freeAddr(t)
+	authRelay := newRelay(t, authAddr)
+	profileRelay := newRelay(t, profileAddr)
+
+	e.startProc("auth", "MOAT_CONSUL_ADDR="+consulRelay.addr(),
+		"MOAT_ADDRESS="+authAddr, "MOAT_ADVERTISE="+authRelay.addr())
+	e.startProc("profile", "MOAT_CONSUL_ADDR="+consulRelay.addr(),
+		"MOAT_ADDRESS="+profileAddr, "MOAT_ADVERTISE="+profileRelay.addr())
+
+	reg := e.registry("caller", consulRelay.addr())
+	for _, name := range []string{"auth", "profile"} {
+		waitFor(t, 20*time.Second, name+" registered", func() bool {
+			_, err := reg.GetService(ctxT(t, 5*time.Second), name)
+			return err == nil
+		})
+	}
+	caller := e.identity("caller")
+	authConn, err := rpc.Dial(reg, caller, "auth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer authConn.Close()
+	profileConn, err := rpc.Dial(reg, caller, "profile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer profileConn.Close()
+
+	users, err := services.Users()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := scenario.Run(ctxT(t, time.Minute), authConn, profileConn, users, 2)
+	if len(res.Errors) > 0 || res.Calls != 4*len(users) {
+		t.Fatalf("scenario: %d calls, errors %v", res.Calls, res.Errors)
+	}
+	secrets := append(services.Secrets(users), res.Tokens...)
+
+	for _, c := range []struct {
+		name  string
+		relay *relay
+	}{
+		{"caller and services -> auth", authRelay},
+		{"caller -> profile", profileRelay},
+		{"services -> Consul", consulRelay},
+	} {
+		data, conns := c.relay.capture()
+		if conns == 0 || len(data) < 1000 {
+			t.Fatalf("%s: relay carried %d connections, %d bytes; the traffic did not go through it",
+				c.name, conns, len(data))
+		}
+		if data[0] != 0x16 {
+			t.Fatalf("%s: first byte %#x is not a TLS handshake record", c.name, data[0])
+		}
+		if found := containsAny(data, secrets); len(found) > 0 {
+			t.Fatalf("%s: %d secrets of the scenario readable on the wire", c.name, len(found))
+		}
+		// The relay must be able to see a plaintext value if there was
+		// one: the usernames are sent in the same messages and must not be
+		// visible either, which shows the capture is really ciphertext.
+		if found := containsAny(data, []string{users[0].Username, "GetProfile", "AuthService"}); len(found) > 0 {
+			t.Fatalf("%s: plaintext on the wire: %v", c.name, found)
+		}
+	}
+}
+
+// Register -> discover -> call; stop -> gone; killed -> leaves the healthy
+// set after its TTL.
+func TestConsulLifecycle(t *testing.T) {
+	e := startEnv(t)
+	reg := e.registry("caller", e.Consul.Addr())
+	auth := e.startProc("auth", "MOAT_REGISTER_TTL=2s")
+
+	waitFor(t, 20*time.Second, "auth registered", func() bool {
+		_, err := reg.GetService(ctxT(t, 5*time.Second), "auth")
+		return err == nil
+	})
+	svcs, _ := reg.GetService(ctxT(t, 5*time.Second), "auth")
+	node := svcs[0].Nodes[0]
+	if svcs[0].Version != "1.0.0" || node.Metadata[registry.MetaIdentity] != "spiffe://moat.test/svc/auth" ||
+		node.Metadata[registry.MetaProtocol] != "grpc" {
+		t.Fatalf("registration %+v / %+v", svcs[0], node)
+	}
+	conn, err := rpc.Dial(reg, e.identity("caller"), "auth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := authv1.NewAuthServiceClient(conn)
+	users, _ := services.Users()
+	if _, err := client.Login(ctxT(t, 10*time.Second), &authv1.LoginRequest{
+		Username: users[0].Username, Password: users[0].Password}); err != nil {
+		t.Fatalf("call through Consul: %v", err)
+	}
+
+	// A clean stop deregisters at once.
+	auth.stop(t)
+	if _, err := reg.GetService(ctxT(t, 5*time.Second), "auth"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("after SIGTERM: %v, want not found", err)
+	}
+
+	// A killed process leaves its registration behind; the TTL check
+	// takes it out of the healthy set.
+	killed := e.startProc("auth", "MOAT_REGISTER_TTL=2s")
+	waitFor(t, 20*time.Second, "auth registered again", func() bool {
+		_, err := reg.GetService(ctxT(t, 5*time.Second), "auth")
+		return err == nil
+	})
+	killed.kill()
+	took := waitFor(t, 15*time.Second, "killed node leaves the healthy set", func() bool {
+		_, err := reg.GetService(ctxT(t, 5*time.Second), "auth")
+		return errors.Is(err, registry.ErrNotFound)
+	})
+	t.Logf("killed node left the healthy set after %v (TTL 2s)", took.Round(100*time.Millisecond))
+}
+
+// A restarted dev agent knows nothing; services register again by
+// themselves and calls resume. While the agent is down, known nodes keep
+// serving, for new connections too.
+func TestConsulRestart(t *testing.T) {
+	e := startEnv(t)
+	reg := e.registry("caller", e.Consul.Addr())
+	e.startProc("auth", "MOAT_REGISTER_TTL=2s")
+	waitFor(t, 20*time.Second, "auth registered", func() bool {
+		_, err := reg.GetService(ctxT(t, 5*time.Second), "auth")
+		return err == nil
+	})
+	users, _ := services.Users()
+	login := func(conn grpc.ClientConnInterface) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := authv1.NewAuthServiceClient(conn).Login(ctx, &authv1.LoginRequest{
+			Username: users[1].Username, Password: users[1].Password}, grpc.WaitForReady(true))
+		return err
+	}
+
+	e.Consul.Kill()
+	if _, err := reg.GetService(ctxT(t, 5*time.Second), "auth"); err != nil {
+		t.Fatalf("cached nodes not served while Consul is down: %v", err)
+	}
+	during, err := rpc.Dial(reg, e.identity("caller"), "auth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer during.Close()
+	if err := login(during); err != nil {
+		t.Fatalf("new connection while Consul is down: %v", err)
+	}
+
+	if err := e.Consul.Restart(ctxT(t, 60*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, 30*time.Second, "auth registers again in the new agent", func() bool {
+		entries, _, err := reg.API().Health().Service("auth", "", true, nil)
+		return err == nil && len(entries) == 1
+	})
+	t.Logf("auth registered again %v after the agent came back", took.Round(100*time.Millisecond))
+	after, err := rpc.Dial(reg, e.identity("caller"), "auth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer after.Close()
+	if err := login(after); err != nil {
+		t.Fatalf("call after Consul restart: %v", err)
+	}
+	if err := login(during); err != nil {
+		t.Fatalf("call on the old connection after Consul restart: %v", err)
+	}
+}
+
+// Consul itself refuses a client without a certificate from the CA.
+func TestConsulRequiresClientCertificate(t *testing.T) {
+	e := startEnv(t)
+	other := startEnv(t)
+	reg, err := registry.NewConsul(registry.WithConsulAddress(e.Consul.Addr()),
+		registry.WithConsulIdentity(other.identity("caller")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	if _, err := reg.ListServices(ctxT(t, 5*time.Second)); err == nil {
+		t.Fatal("Consul answered a client of another CA")
+	}
+	if _, err := registry.NewConsul(registry.WithConsulAddress(e.Consul.Addr())); err == nil {
+		t.Fatal("NewConsul without identity")
+	}
+}

@@ -61,11 +61,11 @@ type Value struct {
 
 // Metadata keys moat sets on the nodes it registers.
 const (
-	MetaProtocol = "protocol"
-	MetaIdentity = "identity"
-	MetaServer   = "server"
-	MetaRegistry = "registry"
-	MetaBroker   = "broker"
+	MetaProtocol  = "protocol"
+	MetaIdentity  = "identity"
+	MetaServer    = "server"
+	MetaRegistry  = "registry"
+	MetaBroker    = "broker"
 	MetaTransport = "transport"
 )
 

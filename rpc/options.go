@@ -35,6 +35,7 @@ type options struct {
 	onHandshake   func(security.HandshakeEvent)
 	grace         time.Duration
 	handleSignal  bool
+	noReflection  bool
 	unary         []grpc.UnaryServerInterceptor
 	stream        []grpc.StreamServerInterceptor
 	clientUnary   []grpc.UnaryClientInterceptor
@@ -175,4 +176,11 @@ func WithServerOptions(opts ...grpc.ServerOption) Option {
 // option can replace mutual TLS.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return optionFunc(func(o *options) { o.dialOpts = append(o.dialOpts, opts...) })
+}
+
+// WithoutReflection turns off gRPC server reflection, which moat servers
+// otherwise answer (to authenticated callers only) for tools such as
+// 'moat call' and grpcurl.
+func WithoutReflection() Option {
+	return optionFunc(func(o *options) { o.noReflection = true })
 }

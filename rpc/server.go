@@ -3,10 +3,12 @@ package rpc
 import (
 	"context"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/moatrpc/moat/registry"
@@ -36,7 +38,10 @@ func newServer(s *Service) (*Server, error) {
 	srv := &Server{svc: s}
 	unary := append([]grpc.UnaryServerInterceptor{peerUnary}, s.opts.unary...)
 	stream := append([]grpc.StreamServerInterceptor{peerStream}, s.opts.stream...)
-	opts := append([]grpc.ServerOption{}, s.opts.serverOpts...)
+	// A peer that connects and never finishes its handshake is dropped
+	// after connectionTimeout; options given by the user may change it.
+	opts := []grpc.ServerOption{grpc.ConnectionTimeout(connectionTimeout)}
+	opts = append(opts, s.opts.serverOpts...)
 	// moat's credentials come last so that no earlier option replaces them.
 	opts = append(opts,
 		grpc.ChainUnaryInterceptor(unary...),
@@ -44,8 +49,16 @@ func newServer(s *Service) (*Server, error) {
 		grpc.Creds(creds),
 	)
 	srv.grpc = grpc.NewServer(opts...)
+	if !s.opts.noReflection {
+		// Reflection answers only callers that passed the mutual TLS
+		// handshake, like every other method.
+		reflection.Register(srv.grpc)
+	}
 	return srv, nil
 }
+
+// connectionTimeout bounds the TLS handshake of a new connection.
+const connectionTimeout = 10 * time.Second
 
 func (s *Service) handshakeHook(side string) security.HandshakeHook {
 	return func(ev security.HandshakeEvent) {
@@ -66,10 +79,22 @@ func (s *Service) handshakeHook(side string) security.HandshakeHook {
 
 // RegisterService registers a generated service implementation. It must be
 // called before the service starts.
+//
+// The service is also reachable under go-micro's method path form,
+// /<registry name>.<Service>/<Method> (for example /auth.AuthService/Login
+// on service "auth"), so that go-micro clients call the same handlers.
+// Interceptors see the canonical method name in both cases.
 func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	s.descs = append(s.descs, desc)
 	s.grpc.RegisterService(desc, impl)
+	alias := *desc
+	alias.ServiceName = s.svc.name + "." + shortName(desc.ServiceName)
+	if alias.ServiceName != desc.ServiceName {
+		s.grpc.RegisterService(&alias, impl)
+	}
 }
+
+func shortName(full string) string { return full[strings.LastIndex(full, ".")+1:] }
 
 // GRPC returns the underlying grpc.Server, for registering gRPC ecosystem
 // services such as health checking.
@@ -79,7 +104,7 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 func (s *Server) endpoints() []*registry.Endpoint {
 	var out []*registry.Endpoint
 	for _, d := range s.descs {
-		short := d.ServiceName[strings.LastIndex(d.ServiceName, ".")+1:]
+		short := shortName(d.ServiceName)
 		for _, m := range d.Methods {
 			out = append(out, &registry.Endpoint{Name: short + "." + m.MethodName,
 				Metadata: map[string]string{"grpc_service": d.ServiceName}})

@@ -177,6 +177,12 @@ func (c *Consul) Register(ctx context.Context, s *Service, opts ...RegisterOptio
 	if err := validate(s); err != nil {
 		return err
 	}
+	// Registry contents are not trusted for security decisions, but a
+	// workload still may only announce itself.
+	if own := c.cfg.src.Current().Service(); own != s.Name {
+		return fmt.Errorf("%w: refusing to register %q with the identity of %q; each service "+
+			"registers with its own workload certificate", ErrIdentityMismatch, s.Name, own)
+	}
 	o := RegisterOptions{TTL: c.cfg.ttl}
 	for _, fn := range opts {
 		fn(&o)

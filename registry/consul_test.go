@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,5 +103,54 @@ func TestConsulRegisterDiscoverDeregister(t *testing.T) {
 	}
 	if _, err := reg.GetService(ctx, "greeter"); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("after Deregister: err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestConsulRefusesToRegisterAnotherService(t *testing.T) {
+	env := startConsul(t)
+	reg := env.registry(t, "greeter")
+	err := reg.Register(context.Background(), &registry.Service{Name: "auth",
+		Nodes: []*registry.Node{{ID: "auth-1", Address: "127.0.0.1:1"}}})
+	if !errors.Is(err, registry.ErrIdentityMismatch) {
+		t.Fatalf("err = %v, want identity mismatch", err)
+	}
+}
+
+func TestConsulWithACLs(t *testing.T) {
+	ca, err := security.NewCA("moat.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const master = "b1d8a0f4-1c2e-4c59-9a43-8d1f2d6a7e01"
+	agent, err := devenv.StartConsul(ctx, devenv.ConsulConfig{Dir: t.TempDir(), CA: ca, ACLMasterToken: master})
+	if err != nil {
+		t.Fatalf("start consul: %v", err)
+	}
+	defer agent.Stop()
+	env := &consulEnv{agent: agent, ca: ca}
+	svc := &registry.Service{Name: "greeter",
+		Nodes: []*registry.Node{{ID: "greeter-1", Address: "127.0.0.1:7001"}}}
+
+	anonymous := env.registry(t, "greeter")
+	err = anonymous.Register(ctx, svc)
+	if err == nil || !strings.Contains(err.Error(), "Permission denied") {
+		t.Fatalf("register without token: %v, want permission denied", err)
+	}
+	if !strings.HasPrefix(err.Error(), `registry: register "greeter"`) {
+		t.Fatalf("error does not say what failed: %v", err)
+	}
+
+	withToken := env.registry(t, "greeter", registry.WithConsulToken(master))
+	eventually(t, 20*time.Second, "register with the ACL token", func() bool {
+		return withToken.Register(ctx, svc, registry.WithTTL(5*time.Second)) == nil
+	})
+	got, err := withToken.GetService(ctx, "greeter")
+	if err != nil || len(got[0].Nodes) != 1 {
+		t.Fatalf("GetService with token: %v %v", got, err)
+	}
+	if err := withToken.Deregister(ctx, svc); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -24,6 +24,9 @@ var (
 	ErrNotFound = errors.New("registry: service not found")
 	// ErrWatcherStopped is returned by Watcher.Next after Stop.
 	ErrWatcherStopped = errors.New("registry: watcher stopped")
+	// ErrIdentityMismatch is returned by Register when the service's name
+	// is not the one in the registry client's workload identity.
+	ErrIdentityMismatch = errors.New("registry: identity does not match service")
 )
 
 // Service is a named, versioned service and the nodes that serve it.

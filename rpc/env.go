@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moatrpc/moat/registry"
 	"github.com/moatrpc/moat/security"
 )
 
@@ -40,8 +39,9 @@ const (
 
 // WithEnv configures identity, registry and address from the environment
 // variables above, as set by 'moat dev'. Variables that are not set leave
-// the defaults and earlier options alone. The Consul registry it creates
-// belongs to the service and is closed by Stop.
+// the defaults and earlier options alone. When MOAT_CONSUL_ADDR is set and
+// no registry is given with [WithRegistry], the service creates a Consul
+// registry that uses its own identity, and closes it on Stop.
 func WithEnv() Option {
 	return optionFunc(func(o *options) {
 		if td := os.Getenv(EnvTrustDomain); td != "" {
@@ -65,26 +65,14 @@ func WithEnv() Option {
 			}
 			o.ttl = ttl
 		}
-		consul := os.Getenv(EnvConsulAddr)
-		if consul == "" || o.identityErr != nil || o.identity == nil {
-			return
+		if consul := os.Getenv(EnvConsulAddr); consul != "" {
+			token, err := envConsulToken()
+			if err != nil {
+				o.envErr = err
+				return
+			}
+			o.consulAddr, o.consulToken = consul, token
 		}
-		token, err := envConsulToken()
-		if err != nil {
-			o.envErr = err
-			return
-		}
-		reg, err := registry.NewConsul(
-			registry.WithConsulAddress(consul),
-			registry.WithConsulIdentity(o.identity),
-			registry.WithConsulToken(token),
-			registry.WithConsulLogger(o.logger),
-		)
-		if err != nil {
-			o.envErr = err
-			return
-		}
-		o.registry, o.ownedRegistry = reg, reg
 	})
 }
 

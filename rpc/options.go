@@ -20,7 +20,6 @@ func (f optionFunc) apply(o *options) { f(o) }
 type options struct {
 	name          string
 	envErr        error
-	ownedRegistry interface{ Close() error }
 	version       string
 	address       string
 	advertise     string
@@ -28,7 +27,16 @@ type options struct {
 	registry      registry.Registry
 	ttl           time.Duration
 	identity      security.Source
-	identityErr   error
+	identityFiles *security.IdentityFiles
+	consulAddr    string
+	consulToken   string
+	policy        *security.Policy
+	policyErr     error
+	revocation    security.Revocation
+	sweepEvery    time.Duration
+	audit         security.AuditHook
+	metricsAddr   string
+	pollInterval  time.Duration
 	trustDomain   string
 	logger        *slog.Logger
 	authorizer    security.Authorizer
@@ -93,16 +101,61 @@ func WithIdentity(src security.Source) Option {
 }
 
 // WithIdentityFiles loads the workload identity from PEM files with
-// [security.LoadIdentity]. REQUIRED, here or with [WithIdentity].
+// [security.WatchIdentity]: the files are checked every second and new
+// material is used for new handshakes at once, without a restart; bad
+// material is refused with an audit event and the last good identity stays.
+// REQUIRED, here or with [WithIdentity].
 func WithIdentityFiles(certFile, keyFile, bundleFile string) Option {
 	return optionFunc(func(o *options) {
-		var opts []security.LoadOption
-		if o.trustDomain != "" {
-			opts = append(opts, security.WithTrustDomain(o.trustDomain))
-		}
-		id, err := security.LoadIdentity(certFile, keyFile, bundleFile, opts...)
-		o.identity, o.identityErr = id, err
+		o.identity = nil
+		o.identityFiles = &security.IdentityFiles{Cert: certFile, Key: keyFile, Bundle: bundleFile}
 	})
+}
+
+// WithPolicy sets the per-method authorization of callers. The default
+// lets any workload of the trust domain call any method.
+func WithPolicy(p *security.Policy) Option {
+	return optionFunc(func(o *options) { o.policy = p })
+}
+
+// WithPolicyFile loads the authorization policy from a JSON file (see
+// [security.LoadPolicy]).
+func WithPolicyFile(path string) Option {
+	return optionFunc(func(o *options) { o.policy, o.policyErr = security.LoadPolicy(path) })
+}
+
+// WithRevocation refuses peers whose certificates rev reports revoked, at
+// every handshake, and closes live connections of such peers within the
+// sweep interval (default 5s, see [WithRevocationSweep]). A revocation
+// source that cannot answer fails closed.
+func WithRevocation(rev security.Revocation) Option {
+	return optionFunc(func(o *options) { o.revocation = rev })
+}
+
+// WithRevocationSweep sets how often live connections are checked against
+// the revocation source.
+func WithRevocationSweep(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.sweepEvery = d })
+}
+
+// WithAuditHook receives every audit event of the service: refused
+// handshakes, authorization denials, rotations, revocations, certificates
+// close to expiry. Events are also logged at warning or info level.
+func WithAuditHook(h security.AuditHook) Option {
+	return optionFunc(func(o *options) { o.audit = h })
+}
+
+// WithMetricsAddress serves the service's Prometheus metrics on
+// https://<addr>/metrics, to scrapers presenting a workload certificate of
+// the trust domain (mutual TLS, like everything else).
+func WithMetricsAddress(addr string) Option {
+	return optionFunc(func(o *options) { o.metricsAddr = addr })
+}
+
+// WithIdentityPollInterval sets how often identity files given with
+// [WithIdentityFiles] are checked for changes; default 1s.
+func WithIdentityPollInterval(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.pollInterval = d })
 }
 
 // WithTrustDomain requires identities loaded by [WithIdentityFiles] after

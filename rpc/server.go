@@ -24,20 +24,63 @@ import (
 // the trust domain; the caller's SPIFFE ID is in the handler's context
 // ([security.PeerFromContext]).
 type Server struct {
-	svc   *Service
-	grpc  *grpc.Server
-	descs []*grpc.ServiceDesc
+	svc     *Service
+	grpc    *grpc.Server
+	descs   []*grpc.ServiceDesc
+	tracker *security.ConnTracker
+	// aliases maps go-micro style service names to canonical ones.
+	aliases map[string]string
+}
+
+// canonical returns the full method name under the service's canonical
+// proto name, for methods reached through a go-micro style alias.
+func (s *Server) canonical(method string) string {
+	svc, m, ok := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	if !ok {
+		return method
+	}
+	if c, ok := s.aliases[svc]; ok {
+		return "/" + c + "/" + m
+	}
+	return method
 }
 
 func newServer(s *Service) (*Server, error) {
-	creds, err := security.ServerCredentials(s.opts.identity, s.handshakeHook("server"),
-		security.WithAuthorizer(s.opts.authorizer))
+	srv := &Server{svc: s, aliases: map[string]string{}}
+	tlsOpts := []security.TLSOption{security.WithAuthorizer(s.opts.authorizer)}
+	if s.opts.revocation != nil {
+		srv.tracker = security.NewConnTracker()
+		tlsOpts = append(tlsOpts, security.WithRevocation(s.opts.revocation),
+			security.WithConnTracker(srv.tracker))
+	}
+	creds, err := security.ServerCredentials(s.opts.identity, s.handshakeHook("server"), tlsOpts...)
 	if err != nil {
 		return nil, err
 	}
-	srv := &Server{svc: s}
-	unary := append([]grpc.UnaryServerInterceptor{peerUnary}, s.opts.unary...)
-	stream := append([]grpc.StreamServerInterceptor{peerStream}, s.opts.stream...)
+	unary := []grpc.UnaryServerInterceptor{peerUnary, s.metrics.unary}
+	stream := []grpc.StreamServerInterceptor{peerStream, s.metrics.stream}
+	if s.opts.policy != nil {
+		p := *s.opts.policy
+		if p.TrustDomain == "" {
+			p.TrustDomain = s.opts.identity.Current().TrustDomain().Name()
+		}
+		unary = append(unary, func(ctx context.Context, req any, info *grpc.UnaryServerInfo,
+			h grpc.UnaryHandler) (any, error) {
+			if err := p.Authorize(ctx, srv.canonical(info.FullMethod), s.opts.audit); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		})
+		stream = append(stream, func(x any, ss grpc.ServerStream, info *grpc.StreamServerInfo,
+			h grpc.StreamHandler) error {
+			if err := p.Authorize(ss.Context(), srv.canonical(info.FullMethod), s.opts.audit); err != nil {
+				return err
+			}
+			return h(x, ss)
+		})
+	}
+	unary = append(unary, s.opts.unary...)
+	stream = append(stream, s.opts.stream...)
 	// A peer that connects and never finishes its handshake is dropped
 	// after connectionTimeout; options given by the user may change it.
 	opts := []grpc.ServerOption{grpc.ConnectionTimeout(connectionTimeout)}
@@ -60,23 +103,6 @@ func newServer(s *Service) (*Server, error) {
 // connectionTimeout bounds the TLS handshake of a new connection.
 const connectionTimeout = 10 * time.Second
 
-func (s *Service) handshakeHook(side string) security.HandshakeHook {
-	return func(ev security.HandshakeEvent) {
-		if s.opts.onHandshake != nil {
-			s.opts.onHandshake(ev)
-		}
-		if ev.Err == nil {
-			return
-		}
-		remote := ""
-		if ev.Remote != nil {
-			remote = ev.Remote.String()
-		}
-		s.logger.Warn("rpc: handshake refused", "side", side, "reason", string(ev.Reason),
-			"remote", remote, "peer", ev.Peer, "err", ev.Err.Error())
-	}
-}
-
 // RegisterService registers a generated service implementation. It must be
 // called before the service starts.
 //
@@ -90,6 +116,7 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	alias := *desc
 	alias.ServiceName = s.svc.name + "." + shortName(desc.ServiceName)
 	if alias.ServiceName != desc.ServiceName {
+		s.aliases[alias.ServiceName] = desc.ServiceName
 		s.grpc.RegisterService(&alias, impl)
 	}
 }

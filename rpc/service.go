@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/moatrpc/moat/registry"
 	"github.com/moatrpc/moat/security"
 )
@@ -22,18 +24,24 @@ import (
 // for the services it calls, and its registration. Methods are safe for
 // concurrent use.
 type Service struct {
-	name   string
-	opts   options
-	logger *slog.Logger
-	server *Server
-	client *Client
+	name    string
+	opts    options
+	logger  *slog.Logger
+	server  *Server
+	client  *Client
+	metrics *metrics
+	owned   []func() error
 
-	mu      sync.Mutex
-	state   state
-	lis     net.Listener
-	node    *registry.Service
-	served  chan error
-	stopped chan struct{}
+	mu          sync.Mutex
+	stopMetrics func(context.Context) error
+	metricsAddr net.Addr
+	sweepStop   chan struct{}
+	sweepDone   chan struct{}
+	state       state
+	lis         net.Listener
+	node        *registry.Service
+	served      chan error
+	stopped     chan struct{}
 }
 
 type state int
@@ -65,53 +73,109 @@ func NewService(name string, opts ...Option) (*Service, error) {
 		address:      "127.0.0.1:0",
 		grace:        10 * time.Second,
 		handleSignal: true,
+		sweepEvery:   5 * time.Second,
+		pollInterval: time.Second,
 	}
 	o.name = name
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{name: name, logger: o.logger.With("service", name)}
+	s.metrics = newMetrics(name)
+	userAudit := o.audit
+	o.audit = s.auditHook(userAudit)
+	s.opts = o
+	if err := s.init(); err != nil {
+		s.closeOwned()
+		return nil, err
+	}
+	return s, nil
+}
 
+func (s *Service) init() error {
+	o := &s.opts
+	name := s.name
 	if err := security.ValidateServiceName(name); err != nil {
-		return nil, fmt.Errorf("rpc: %w", err)
+		return fmt.Errorf("rpc: %w", err)
 	}
 	if o.envErr != nil {
-		return nil, fmt.Errorf("rpc: service %q: environment: %w", name, o.envErr)
+		return fmt.Errorf("rpc: service %q: environment: %w", name, o.envErr)
 	}
-	if o.identityErr != nil {
-		return nil, fmt.Errorf("rpc: service %q: %w", name, o.identityErr)
+	if o.policyErr != nil {
+		return fmt.Errorf("rpc: service %q: %w", name, o.policyErr)
+	}
+	if _, _, err := net.SplitHostPort(o.address); err != nil {
+		return fmt.Errorf("rpc: address %q is not host:port: %w", o.address, err)
+	}
+	if o.grace < 0 || o.sweepEvery <= 0 || o.pollInterval <= 0 {
+		return fmt.Errorf("rpc: grace period, sweep and poll intervals must be positive")
+	}
+	if o.identityFiles != nil {
+		var load []security.LoadOption
+		if o.trustDomain != "" {
+			load = append(load, security.WithTrustDomain(o.trustDomain))
+		}
+		src, err := security.WatchIdentity(*o.identityFiles,
+			security.WithAuditHook(o.audit),
+			security.WithLoadOptions(load...),
+			security.WithPollInterval(o.pollInterval))
+		if err != nil {
+			return fmt.Errorf("rpc: service %q: %w", name, err)
+		}
+		o.identity = src
+		s.owned = append(s.owned, src.Close)
 	}
 	if o.identity == nil || o.identity.Current() == nil {
-		return nil, fmt.Errorf("%w: service %q has no workload identity: pass rpc.WithIdentityFiles"+
+		return fmt.Errorf("%w: service %q has no workload identity: pass rpc.WithIdentityFiles"+
 			"(cert, key, bundle) or rpc.WithIdentity; for development create them with "+
 			"'moat certs init' and 'moat certs issue %s'", ErrNoIdentity, name, name)
 	}
 	if got := o.identity.Current().Service(); got != name {
-		return nil, fmt.Errorf("%w: service %q was given the identity of %q (%s); issue one "+
+		return fmt.Errorf("%w: service %q was given the identity of %q (%s); issue one "+
 			"for it with 'moat certs issue %s'", ErrIdentityMismatch, name, got,
 			o.identity.Current().ID(), name)
 	}
-	if _, _, err := net.SplitHostPort(o.address); err != nil {
-		return nil, fmt.Errorf("rpc: address %q is not host:port: %w", o.address, err)
-	}
-	if o.grace < 0 {
-		return nil, fmt.Errorf("rpc: grace period %v is negative", o.grace)
+	if o.registry == nil && o.consulAddr != "" {
+		reg, err := registry.NewConsul(
+			registry.WithConsulAddress(o.consulAddr),
+			registry.WithConsulIdentity(o.identity),
+			registry.WithConsulToken(o.consulToken),
+			registry.WithConsulLogger(o.logger),
+		)
+		if err != nil {
+			return fmt.Errorf("rpc: service %q: %w", name, err)
+		}
+		o.registry = reg
+		s.owned = append(s.owned, reg.Close)
 	}
 	if o.registry == nil {
 		o.registry = DefaultRegistry()
 	}
-	if o.logger == nil {
-		o.logger = slog.New(slog.DiscardHandler)
-	}
-	logger := o.logger.With("service", name)
+	s.metrics.watchIdentity(o.identity)
 
-	s := &Service{name: name, opts: o, logger: logger}
 	server, err := newServer(s)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.server = server
 	s.client = newClient(s)
-	return s, nil
+	return nil
+}
+
+// closeOwned closes what the service created for itself: the identity
+// watch and a registry made from the environment.
+func (s *Service) closeOwned() error {
+	var errs []error
+	for i := len(s.owned) - 1; i >= 0; i-- {
+		if err := s.owned[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.owned = nil
+	return errors.Join(errs...)
 }
 
 // Name returns the service's name.
@@ -168,6 +232,20 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("rpc: register %q in %s: %w", s.name, s.opts.registry, err)
 	}
 	s.node = node
+	if s.opts.metricsAddr != "" {
+		stop, bound, err := s.serveMetrics(s.opts.metricsAddr)
+		if err != nil {
+			_ = s.opts.registry.Deregister(ctx, node)
+			s.server.grpc.Stop()
+			return err
+		}
+		s.stopMetrics, s.metricsAddr = stop, bound
+	}
+	if s.server.tracker != nil {
+		s.sweepStop = make(chan struct{})
+		s.sweepDone = make(chan struct{})
+		go s.sweep()
+	}
 	s.state = stateRunning
 	s.logger.Info("rpc: service started", "addr", lis.Addr().String(),
 		"node", node.Nodes[0].ID, "identity", s.Identity().ID().String())
@@ -225,6 +303,15 @@ func (s *Service) Stop(ctx context.Context) error {
 		if err := s.opts.registry.Deregister(ctx, s.node); err != nil {
 			errs = append(errs, fmt.Errorf("rpc: deregister %q: %w", s.name, err))
 		}
+		if s.sweepStop != nil {
+			close(s.sweepStop)
+			<-s.sweepDone
+		}
+		if s.stopMetrics != nil {
+			if err := s.stopMetrics(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("rpc: metrics server: %w", err))
+			}
+		}
 		graceful := make(chan struct{})
 		go func() {
 			s.server.grpc.GracefulStop()
@@ -242,7 +329,8 @@ func (s *Service) Stop(ctx context.Context) error {
 			<-graceful
 		}
 		timer.Stop()
-		if err := <-s.served; err != nil && !errors.Is(err, net.ErrClosed) {
+		if err := <-s.served; err != nil && !errors.Is(err, net.ErrClosed) &&
+			!errors.Is(err, grpc.ErrServerStopped) {
 			errs = append(errs, fmt.Errorf("rpc: serve: %w", err))
 		}
 		close(s.stopped)
@@ -252,10 +340,8 @@ func (s *Service) Stop(ctx context.Context) error {
 	if err := s.client.close(); err != nil {
 		errs = append(errs, err)
 	}
-	if s.opts.ownedRegistry != nil {
-		if err := s.opts.ownedRegistry.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("rpc: close registry: %w", err))
-		}
+	if err := s.closeOwned(); err != nil {
+		errs = append(errs, fmt.Errorf("rpc: close: %w", err))
 	}
 	s.logger.Info("rpc: service stopped")
 	return errors.Join(errs...)
@@ -285,4 +371,27 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("rpc: serve: %w", serveErr)
 	}
 	return err
+}
+
+// MetricsAddr returns the address of the metrics endpoint, once started
+// with [WithMetricsAddress].
+func (s *Service) MetricsAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.metricsAddr
+}
+
+// sweep closes live connections of revoked peers until Stop.
+func (s *Service) sweep() {
+	defer close(s.sweepDone)
+	t := time.NewTicker(s.opts.sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.sweepStop:
+			return
+		case <-t.C:
+			s.server.tracker.Sweep(s.opts.revocation, s.opts.audit)
+		}
+	}
 }

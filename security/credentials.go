@@ -39,7 +39,12 @@ func ServerCredentials(src Source, hook HandshakeHook, opts ...TLSOption) (crede
 	if err != nil {
 		return nil, err
 	}
-	return &auditedCreds{TransportCredentials: credentials.NewTLS(conf), side: "server", hook: hook}, nil
+	cfg := &tlsConfig{}
+	for _, o := range opts {
+		o.applyTLS(cfg)
+	}
+	return &auditedCreds{TransportCredentials: credentials.NewTLS(conf), side: "server", hook: hook,
+		tracker: cfg.tracker}, nil
 }
 
 // ClientCredentials returns gRPC transport credentials for calling
@@ -55,13 +60,19 @@ func ClientCredentials(src Source, service string, hook HandshakeHook, opts ...T
 
 type auditedCreds struct {
 	credentials.TransportCredentials
-	side string
-	hook HandshakeHook
+	side    string
+	hook    HandshakeHook
+	tracker *ConnTracker
 }
 
 func (c *auditedCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
 	c.report(raw.RemoteAddr(), info, err)
+	if err == nil && c.tracker != nil {
+		if tlsInfo, ok := info.(credentials.TLSInfo); ok {
+			conn = c.tracker.track(conn, tlsInfo.State.PeerCertificates)
+		}
+	}
 	return conn, info, err
 }
 
@@ -72,7 +83,8 @@ func (c *auditedCreds) ClientHandshake(ctx context.Context, authority string, ra
 }
 
 func (c *auditedCreds) Clone() credentials.TransportCredentials {
-	return &auditedCreds{TransportCredentials: c.TransportCredentials.Clone(), side: c.side, hook: c.hook}
+	return &auditedCreds{TransportCredentials: c.TransportCredentials.Clone(), side: c.side,
+		hook: c.hook, tracker: c.tracker}
 }
 
 func (c *auditedCreds) report(remote net.Addr, info credentials.AuthInfo, err error) {

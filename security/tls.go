@@ -26,6 +26,8 @@ type tlsConfig struct {
 	now          func() time.Time
 	sessionCache tls.ClientSessionCache
 	noResumption bool
+	revocation   Revocation
+	tracker      *ConnTracker
 }
 
 type tlsFunc func(*tlsConfig)
@@ -49,6 +51,19 @@ func WithTLSClock(now func() time.Time) TLSOption {
 // on every resumption against the current trust bundle.
 func WithSessionCache(cache tls.ClientSessionCache) TLSOption {
 	return tlsFunc(func(c *tlsConfig) { c.sessionCache = cache })
+}
+
+// WithRevocation refuses peers whose chain rev refuses, on full and
+// resumed handshakes.
+func WithRevocation(rev Revocation) TLSOption {
+	return tlsFunc(func(c *tlsConfig) { c.revocation = rev })
+}
+
+// WithConnTracker makes [ServerCredentials] record each accepted
+// connection in t, so that connections of peers revoked later can be
+// closed with [ConnTracker.Sweep].
+func WithConnTracker(t *ConnTracker) TLSOption {
+	return tlsFunc(func(c *tlsConfig) { c.tracker = t })
 }
 
 // WithoutResumption turns TLS session resumption off: every handshake is
@@ -193,6 +208,16 @@ func (v *verifier) check(cs tls.ConnectionState) (spiffeid.ID, *Error) {
 	}
 	if err := checkEKU(leaf, "peer", v.eku); err != nil {
 		return id, err
+	}
+	if v.cfg.revocation != nil {
+		if err := v.cfg.revocation.Check(cs.PeerCertificates); err != nil {
+			var se *Error
+			if !errors.As(err, &se) {
+				se = &Error{Reason: ReasonRevocationUnavailable, Subject: "peer", Err: err,
+					Detail: "revocation check failed"}
+			}
+			return id, se
+		}
 	}
 	if v.side == "client" && id != v.want {
 		return id, refuse(ReasonWrongIdentity, "peer",

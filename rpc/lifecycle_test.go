@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/big"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -50,15 +49,7 @@ func fileService(t *testing.T, dir, name string, reg registry.Registry, opts ...
 
 func writeBundle(t *testing.T, dir string, cas ...*security.CA) {
 	t.Helper()
-	var pem []byte
-	for _, ca := range cas {
-		pem = append(pem, ca.CertPEM()...)
-	}
-	tmp := filepath.Join(dir, ".ca.tmp")
-	if err := os.WriteFile(tmp, pem, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, security.CACertFile)); err != nil {
+	if err := security.WriteBundle(dir, cas...); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -68,7 +59,7 @@ func writeBundle(t *testing.T, dir string, cas ...*security.CA) {
 func waitServing(t *testing.T, svc *rpc.Service, dir string) {
 	t.Helper()
 	want, err := security.LoadIdentity(security.FilesFor(dir, svc.Name()).Cert,
-		security.FilesFor(dir, svc.Name()).Key, filepath.Join(dir, security.CACertFile))
+		security.FilesFor(dir, svc.Name()).Key, security.FilesFor(dir, svc.Name()).Bundle)
 	if err != nil {
 		t.Fatal(err)
 	}

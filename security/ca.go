@@ -28,10 +28,13 @@ const (
 	DefaultLeafLifetime = 24 * time.Hour
 )
 
-// File names used by [CA.Save], [LoadCA] and [IssueFiles].
+// File names used by [CA.Save], [LoadCA] and [CA.IssueFiles]. The CA's
+// own certificate and the trust bundle are separate files so that a
+// bundle can hold an old and a new root during a root rotation.
 const (
 	CACertFile = "ca.pem"
 	CAKeyFile  = "ca-key.pem"
+	BundleFile = "bundle.pem"
 )
 
 // KeyType selects the key algorithm of an issued certificate.
@@ -139,7 +142,7 @@ func (ca *CA) CertPEM() []byte {
 }
 
 // Save writes the root certificate and key into dir, the key readable by
-// its owner only.
+// its owner only, and a trust bundle of this root when dir has none.
 func (ca *CA) Save(dir string) error {
 	keyPEM, err := encodeKey(ca.key)
 	if err != nil {
@@ -151,7 +154,23 @@ func (ca *CA) Save(dir string) error {
 	if err := writeFile(filepath.Join(dir, CACertFile), ca.CertPEM(), 0o644); err != nil {
 		return err
 	}
-	return writeFile(filepath.Join(dir, CAKeyFile), keyPEM, 0o600)
+	if err := writeFile(filepath.Join(dir, CAKeyFile), keyPEM, 0o600); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, BundleFile)); errors.Is(err, os.ErrNotExist) {
+		return WriteBundle(dir, ca)
+	}
+	return nil
+}
+
+// WriteBundle replaces the trust bundle in dir with the roots of cas,
+// atomically.
+func WriteBundle(dir string, cas ...*CA) error {
+	var pemData []byte
+	for _, ca := range cas {
+		pemData = append(pemData, ca.CertPEM()...)
+	}
+	return writeFile(filepath.Join(dir, BundleFile), pemData, 0o644)
 }
 
 // IssueOption changes a certificate made by [CA.Issue].
@@ -268,7 +287,7 @@ func FilesFor(dir, service string) IdentityFiles {
 	return IdentityFiles{
 		Cert:   filepath.Join(dir, service+".pem"),
 		Key:    filepath.Join(dir, service+"-key.pem"),
-		Bundle: filepath.Join(dir, CACertFile),
+		Bundle: filepath.Join(dir, BundleFile),
 	}
 }
 

@@ -6,9 +6,12 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -42,6 +45,9 @@ func newCertsCmd() *cobra.Command {
 				return err
 			}
 			if err := ca.Save(dir); err != nil {
+				return err
+			}
+			if err := security.WriteBundle(dir, ca); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created CA for trust domain %s in %s\n", td, dir)
@@ -88,7 +94,7 @@ func newCertsCmd() *cobra.Command {
 			return inspect(cmd.OutOrStdout(), args[0], dir)
 		},
 	}
-	cmd.AddCommand(initCmd, issueCmd, inspectCmd)
+	cmd.AddCommand(initCmd, issueCmd, inspectCmd, newRotateCmd(&dir), newRevokeCmd(&dir))
 	return cmd
 }
 
@@ -205,4 +211,175 @@ func usageDesc(c *x509.Certificate) string {
 		return "none stated"
 	}
 	return strings.Join(u, ", ")
+}
+
+func newRotateCmd(dir *string) *cobra.Command {
+	var (
+		lifetime   time.Duration
+		rootStart  bool
+		rootFinish bool
+	)
+	cmd := &cobra.Command{
+		Use:   "rotate [service]...",
+		Short: "Reissue workload certificates, or rotate the root with overlap",
+		Long: `rotate reissues the named services' certificates in place (atomically); services
+started with identity files pick them up without a restart.
+
+A root rotation takes two steps, with a pause between them long enough for
+every workload to reload its files:
+  moat certs rotate --root-start    new root; bundle trusts old and new; every
+                                    certificate in the folder reissued from the new root
+  moat certs rotate --root-finish   bundle trusts the new root only`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			switch {
+			case rootStart && rootFinish:
+				return errors.New("--root-start and --root-finish are two separate steps")
+			case rootStart:
+				return rotateRootStart(out, *dir, lifetime)
+			case rootFinish:
+				ca, err := security.LoadCA(*dir)
+				if err != nil {
+					return err
+				}
+				if err := security.WriteBundle(*dir, ca); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "bundle now trusts only the root of %s\n", ca.TrustDomain().Name())
+				return nil
+			}
+			if len(args) == 0 {
+				return errors.New("name the services to rotate, or use --root-start / --root-finish")
+			}
+			ca, err := security.LoadCA(*dir)
+			if err != nil {
+				return err
+			}
+			for _, svc := range args {
+				files, err := ca.IssueFiles(*dir, svc, security.WithLifetime(lifetime))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "rotated %s (%s)\n", svc, files.Cert)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&lifetime, "lifetime", security.DefaultLeafLifetime, "validity of new certificates")
+	cmd.Flags().BoolVar(&rootStart, "root-start", false, "begin a root rotation")
+	cmd.Flags().BoolVar(&rootFinish, "root-finish", false, "end a root rotation: drop the old root")
+	return cmd
+}
+
+func rotateRootStart(out io.Writer, dir string, lifetime time.Duration) error {
+	old, err := security.LoadCA(dir)
+	if err != nil {
+		return err
+	}
+	services, err := workloadsIn(dir)
+	if err != nil {
+		return err
+	}
+	fresh, err := security.NewCA(old.TrustDomain().Name())
+	if err != nil {
+		return err
+	}
+	if err := security.WriteBundle(dir, old, fresh); err != nil {
+		return err
+	}
+	if err := fresh.Save(dir); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "new root for %s; bundle trusts old and new roots\n", fresh.TrustDomain().Name())
+	for _, svc := range services {
+		if _, err := fresh.IssueFiles(dir, svc, security.WithLifetime(lifetime)); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "reissued %s from the new root\n", svc)
+	}
+	fmt.Fprintln(out, "when every workload has reloaded, run: moat certs rotate --root-finish")
+	return nil
+}
+
+// workloadsIn lists the services with a certificate in dir.
+func workloadsIn(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasSuffix(name, "-key.pem") || !strings.HasSuffix(name, ".pem") {
+			continue
+		}
+		svc := strings.TrimSuffix(name, ".pem")
+		if _, err := os.Stat(filepath.Join(dir, svc+"-key.pem")); err == nil && svc != "ca" {
+			out = append(out, svc)
+		}
+	}
+	return out, nil
+}
+
+func newRevokeCmd(dir *string) *cobra.Command {
+	var lifetime time.Duration
+	var refresh bool
+	cmd := &cobra.Command{
+		Use:   "revoke <certificate-file | serial-hex>...",
+		Short: "Revoke certificates in the development CA's revocation list (crl.pem)",
+		Long: `revoke adds certificates to <dir>/crl.pem, signed by the dev CA. Services
+started with a revocation list (rpc.WithRevocation(security.NewCRLFile(...)))
+refuse the revoked peers at once and close their open connections. The list
+is valid for --lifetime; past it, services fail closed, so refresh it with
+'moat certs revoke --refresh' before then.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 && !refresh {
+				return errors.New("name certificate files or serial numbers to revoke, or pass --refresh")
+			}
+			ca, err := security.LoadCA(*dir)
+			if err != nil {
+				return err
+			}
+			var serials []*big.Int
+			for _, a := range args {
+				s, err := serialOf(a)
+				if err != nil {
+					return err
+				}
+				serials = append(serials, s)
+			}
+			path, err := ca.Revoke(*dir, lifetime, serials...)
+			if err != nil {
+				return err
+			}
+			for _, s := range serials {
+				fmt.Fprintf(cmd.OutOrStdout(), "revoked serial %x\n", s)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revocation list %s valid until %s\n", path,
+				time.Now().Add(lifetime).UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&lifetime, "lifetime", security.DefaultCRLLifetime, "validity of the list")
+	cmd.Flags().BoolVar(&refresh, "refresh", false, "re-sign the list with a new validity, revoking nothing new")
+	return cmd
+}
+
+func serialOf(arg string) (*big.Int, error) {
+	if data, err := os.ReadFile(arg); err == nil {
+		block, _ := pem.Decode(data)
+		if block == nil {
+			return nil, fmt.Errorf("%s holds no PEM certificate", arg)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", arg, err)
+		}
+		return c.SerialNumber, nil
+	}
+	s, ok := new(big.Int).SetString(strings.TrimPrefix(arg, "0x"), 16)
+	if !ok {
+		return nil, fmt.Errorf("%q is neither a certificate file nor a hexadecimal serial number", arg)
+	}
+	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,6 +16,7 @@ func newDevCmd() *cobra.Command {
 		dir      string
 		td       string
 		services []string
+		lifetime time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -28,7 +30,8 @@ interrupted, then stops Consul.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			slog.Info("starting Consul", "dir", dir)
-			env, err := devenv.Start(ctx, devenv.EnvConfig{Dir: dir, TrustDomain: td, Services: services})
+			env, err := devenv.Start(ctx, devenv.EnvConfig{Dir: dir, TrustDomain: td, Services: services,
+				CertLifetime: lifetime})
 			if err != nil {
 				return err
 			}
@@ -45,8 +48,16 @@ interrupted, then stops Consul.`,
 			fmt.Fprintf(out, "\nThe same lines are in %s: 'source %s' in another shell, then run services.\n",
 				path, path)
 			fmt.Fprintf(out, "Certificates issued for: %s\n", strings.Join(services, ", "))
+			fmt.Fprintf(out, "Certificates last %v and are renewed at two thirds of that; services "+
+				"started with rpc.WithEnv reload them without a restart.\n", lifetime)
 			fmt.Fprintln(out, "Press Ctrl-C to stop.")
-			<-ctx.Done()
+			env.Renew(ctx, func(svc string, notAfter time.Time, err error) {
+				if err != nil {
+					slog.Error("certificate renewal failed", "service", svc, "err", err)
+					return
+				}
+				slog.Info("certificate renewed", "service", svc, "not_after", notAfter)
+			})
 			slog.Info("stopping Consul")
 			return nil
 		},
@@ -55,5 +66,6 @@ interrupted, then stops Consul.`,
 	cmd.Flags().StringVar(&td, "trust-domain", devenv.DefaultTrustDomain, "trust domain of a new dev CA")
 	cmd.Flags().StringSliceVar(&services, "services", []string{"auth", "profile", "caller"},
 		"services to issue workload certificates for")
+	cmd.Flags().DurationVar(&lifetime, "cert-lifetime", time.Hour, "lifetime of workload certificates")
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/moatrpc/moat/security"
 )
@@ -23,6 +24,7 @@ type Env struct {
 	CertsDir string
 	CA       *security.CA
 	Consul   *Consul
+	cfg      EnvConfig
 }
 
 // EnvConfig says how to set up an [Env].
@@ -33,6 +35,8 @@ type EnvConfig struct {
 	TrustDomain string
 	// Services get a workload certificate each, renewed on every start.
 	Services []string
+	// CertLifetime of the workload certificates; default 24h.
+	CertLifetime time.Duration
 	// ConsulBinary overrides [FindConsul].
 	ConsulBinary string
 	// ACLMasterToken turns Consul ACLs on; see [ConsulConfig].
@@ -55,8 +59,11 @@ func Start(ctx context.Context, cfg EnvConfig) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.CertLifetime <= 0 {
+		cfg.CertLifetime = security.DefaultLeafLifetime
+	}
 	for _, s := range cfg.Services {
-		if _, err := ca.IssueFiles(certs, s); err != nil {
+		if _, err := ca.IssueFiles(certs, s, security.WithLifetime(cfg.CertLifetime)); err != nil {
 			return nil, err
 		}
 	}
@@ -69,7 +76,33 @@ func Start(ctx context.Context, cfg EnvConfig) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Env{Dir: cfg.Dir, CertsDir: certs, CA: ca, Consul: consul}, nil
+	return &Env{Dir: cfg.Dir, CertsDir: certs, CA: ca, Consul: consul, cfg: cfg}, nil
+}
+
+// Renew reissues the services' certificates at two thirds of their
+// lifetime until ctx ends; services reading their identity from files pick
+// them up without a restart. done is called after each renewal.
+func (e *Env) Renew(ctx context.Context, done func(service string, notAfter time.Time, err error)) {
+	every := e.cfg.CertLifetime * 2 / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, s := range e.cfg.Services {
+			files, err := e.CA.IssueFiles(e.CertsDir, s, security.WithLifetime(e.cfg.CertLifetime))
+			var notAfter time.Time
+			if err == nil {
+				if id, lerr := security.LoadIdentity(files.Cert, files.Key, files.Bundle); lerr == nil {
+					notAfter = id.Leaf().NotAfter
+				}
+			}
+			done(s, notAfter, err)
+		}
+	}
 }
 
 // Vars returns the environment variables a service needs to join the

@@ -262,6 +262,7 @@ func (c *Consul) beat(ctx context.Context, hb *heartbeat) {
 	t := time.NewTimer(interval)
 	defer t.Stop()
 	reregister := false
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -270,10 +271,13 @@ func (c *Consul) beat(ctx context.Context, hb *heartbeat) {
 		}
 		if reregister {
 			if err := c.register(ctx, hb.reg); err != nil {
-				c.cfg.logger.Warn("registry: re-register failed", "node", hb.reg.ID, "err", err)
-				t.Reset(retryDelay(interval))
+				failures++
+				c.cfg.logger.Warn("registry: re-register failed", "node", hb.reg.ID,
+					"attempt", failures, "err", err)
+				t.Reset(retryDelay(interval, failures))
 				continue
 			}
+			failures = 0
 			c.cfg.logger.Info("registry: node registered again", "node", hb.reg.ID)
 			reregister = false
 		}
@@ -282,15 +286,22 @@ func (c *Consul) beat(ctx context.Context, hb *heartbeat) {
 		if err != nil && ctx.Err() == nil {
 			c.cfg.logger.Warn("registry: heartbeat refused", "node", hb.reg.ID, "err", err)
 			reregister = true
-			t.Reset(retryDelay(interval))
+			failures++
+			t.Reset(retryDelay(interval, failures))
 			continue
 		}
 		t.Reset(interval)
 	}
 }
 
-func retryDelay(interval time.Duration) time.Duration {
-	d := min(interval, time.Second)
+// retryDelay backs off from 250ms, doubling with each failure, up to the
+// heartbeat interval, with jitter.
+func retryDelay(interval time.Duration, failures int) time.Duration {
+	d := 250 * time.Millisecond
+	for i := 1; i < failures && d < interval; i++ {
+		d *= 2
+	}
+	d = min(d, max(interval, 250*time.Millisecond))
 	return d/2 + rand.N(d/2+1)
 }
 
@@ -408,13 +419,14 @@ func (c *Consul) Watch(ctx context.Context, name string) (Watcher, error) {
 }
 
 type consulWatcher struct {
-	c      *Consul
-	name   string
-	ctx    context.Context
-	cancel context.CancelFunc
-	index  uint64
-	last   []*Service
-	sent   bool
+	c        *Consul
+	name     string
+	ctx      context.Context
+	cancel   context.CancelFunc
+	index    uint64
+	last     []*Service
+	sent     bool
+	reported bool
 }
 
 func (w *consulWatcher) Next() ([]*Service, error) {
@@ -442,6 +454,13 @@ func (w *consulWatcher) Next() ([]*Service, error) {
 					w.sent, w.last = true, cached
 					return cloneAll(cached), nil
 				}
+				// Nothing known yet: say why, so that callers fail with the
+				// cause rather than a bare deadline. The watch goes on.
+				if !w.reported {
+					w.reported = true
+					return nil, fmt.Errorf("registry: Consul at %s unreachable and no node of %q known: %w",
+						w.c.cfg.address, w.name, err)
+				}
 			}
 			// A restarted agent starts its indexes again from 1.
 			w.index = 0
@@ -454,6 +473,7 @@ func (w *consulWatcher) Next() ([]*Service, error) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		w.reported = false
 		if meta.LastIndex < w.index {
 			w.index = 0
 		} else {

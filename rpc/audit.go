@@ -3,6 +3,8 @@ package rpc
 import (
 	"context"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/moatrpc/moat/security"
 )
@@ -10,8 +12,23 @@ import (
 // auditHook returns the service's audit sink: every event is counted in
 // the metrics, logged, and passed to the user's hook.
 func (s *Service) auditHook(user security.AuditHook) security.AuditHook {
+	limit := &logLimiter{}
 	return func(ev security.Event) {
 		s.metrics.audit(ev)
+		if user != nil {
+			user(ev)
+		}
+		// Unauthenticated peers can cause refusals at will: their log lines
+		// are limited, while hooks and metrics see every one.
+		if ev.Kind == security.EventHandshakeRefused {
+			ok, dropped := limit.allow(time.Now())
+			if !ok {
+				return
+			}
+			if dropped > 0 {
+				s.logger.Warn("rpc: refused handshakes not logged (rate limit)", "count", dropped)
+			}
+		}
 		level := slog.LevelWarn
 		if ev.Kind == security.EventRotated || ev.Kind == security.EventRevocationLoaded {
 			level = slog.LevelInfo
@@ -34,10 +51,33 @@ func (s *Service) auditHook(user security.AuditHook) security.AuditHook {
 			add("err", ev.Err.Error())
 		}
 		s.logger.LogAttrs(context.Background(), level, "rpc: audit", attrs...)
-		if user != nil {
-			user(ev)
-		}
 	}
+}
+
+// logLimiter lets through logRate lines a second and counts the rest.
+type logLimiter struct {
+	mu      sync.Mutex
+	second  time.Time
+	n       int
+	dropped int
+}
+
+const logRate = 10
+
+func (l *logLimiter) allow(now time.Time) (ok bool, dropped int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sec := now.Truncate(time.Second)
+	if !sec.Equal(l.second) {
+		l.second, l.n = sec, 0
+	}
+	l.n++
+	if l.n > logRate {
+		l.dropped++
+		return false, 0
+	}
+	dropped, l.dropped = l.dropped, 0
+	return true, dropped
 }
 
 func (s *Service) handshakeHook(side string) security.HandshakeHook {

@@ -132,8 +132,9 @@ func WithRevocation(rev security.Revocation) Option {
 	return optionFunc(func(o *options) { o.revocation = rev })
 }
 
-// WithRevocationSweep sets how often live connections are checked against
-// the revocation source.
+// WithRevocationSweep sets how often live connections are checked: those
+// of peers whose certificate expired or was revoked since their handshake
+// are closed. Default 5s.
 func WithRevocationSweep(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.sweepEvery = d })
 }

@@ -46,12 +46,11 @@ func (s *Server) canonical(method string) string {
 }
 
 func newServer(s *Service) (*Server, error) {
-	srv := &Server{svc: s, aliases: map[string]string{}}
-	tlsOpts := []security.TLSOption{security.WithAuthorizer(s.opts.authorizer)}
+	srv := &Server{svc: s, aliases: map[string]string{}, tracker: security.NewConnTracker()}
+	tlsOpts := []security.TLSOption{security.WithAuthorizer(s.opts.authorizer),
+		security.WithConnTracker(srv.tracker)}
 	if s.opts.revocation != nil {
-		srv.tracker = security.NewConnTracker()
-		tlsOpts = append(tlsOpts, security.WithRevocation(s.opts.revocation),
-			security.WithConnTracker(srv.tracker))
+		tlsOpts = append(tlsOpts, security.WithRevocation(s.opts.revocation))
 	}
 	creds, err := security.ServerCredentials(s.opts.identity, s.handshakeHook("server"), tlsOpts...)
 	if err != nil {

@@ -78,7 +78,9 @@ func NewService(name string, opts ...Option) (*Service, error) {
 	}
 	o.name = name
 	for _, opt := range opts {
-		opt.apply(&o)
+		if opt != nil {
+			opt.apply(&o)
+		}
 	}
 	if o.logger == nil {
 		o.logger = slog.New(slog.DiscardHandler)
@@ -110,8 +112,18 @@ func (s *Service) init() error {
 	if _, _, err := net.SplitHostPort(o.address); err != nil {
 		return fmt.Errorf("rpc: address %q is not host:port: %w", o.address, err)
 	}
-	if o.grace < 0 || o.sweepEvery <= 0 || o.pollInterval <= 0 {
-		return fmt.Errorf("rpc: grace period, sweep and poll intervals must be positive")
+	if o.advertise != "" {
+		if _, _, err := net.SplitHostPort(o.advertise); err != nil {
+			return fmt.Errorf("rpc: advertise address %q is not host:port: %w", o.advertise, err)
+		}
+	}
+	if o.grace < 0 || o.sweepEvery <= 0 || o.pollInterval <= 0 || o.ttl < 0 {
+		return fmt.Errorf("rpc: grace period, TTL, sweep and poll intervals must be positive")
+	}
+	if o.trustDomain != "" {
+		if _, err := security.ServiceID(o.trustDomain, name); err != nil {
+			return fmt.Errorf("rpc: %w", err)
+		}
 	}
 	if o.identityFiles != nil {
 		var load []security.LoadOption
@@ -132,6 +144,10 @@ func (s *Service) init() error {
 		return fmt.Errorf("%w: service %q has no workload identity: pass rpc.WithIdentityFiles"+
 			"(cert, key, bundle) or rpc.WithIdentity; for development create them with "+
 			"'moat certs init' and 'moat certs issue %s'", ErrNoIdentity, name, name)
+	}
+	if td := o.identity.Current().TrustDomain().Name(); o.trustDomain != "" && td != o.trustDomain {
+		return fmt.Errorf("%w: service %q has an identity of trust domain %q, but %q is required",
+			ErrIdentityMismatch, name, td, o.trustDomain)
 	}
 	if got := o.identity.Current().Service(); got != name {
 		return fmt.Errorf("%w: service %q was given the identity of %q (%s); issue one "+
@@ -241,11 +257,9 @@ func (s *Service) Start(ctx context.Context) error {
 		}
 		s.stopMetrics, s.metricsAddr = stop, bound
 	}
-	if s.server.tracker != nil {
-		s.sweepStop = make(chan struct{})
-		s.sweepDone = make(chan struct{})
-		go s.sweep()
-	}
+	s.sweepStop = make(chan struct{})
+	s.sweepDone = make(chan struct{})
+	go s.sweep()
 	s.state = stateRunning
 	s.logger.Info("rpc: service started", "addr", lis.Addr().String(),
 		"node", node.Nodes[0].ID, "identity", s.Identity().ID().String())
@@ -381,7 +395,18 @@ func (s *Service) MetricsAddr() net.Addr {
 	return s.metricsAddr
 }
 
-// sweep closes live connections of revoked peers until Stop.
+// sweepCheck refuses peers whose certificate has expired since their
+// handshake, and revoked peers when revocation is configured.
+func (s *Service) sweepCheck() security.Revocation {
+	checks := security.Revocations{security.ExpiryCheck{}}
+	if s.opts.revocation != nil {
+		checks = append(checks, s.opts.revocation)
+	}
+	return checks
+}
+
+// sweep closes live connections of peers whose certificate expired or was
+// revoked after the handshake, until Stop.
 func (s *Service) sweep() {
 	defer close(s.sweepDone)
 	t := time.NewTicker(s.opts.sweepEvery)
@@ -391,7 +416,7 @@ func (s *Service) sweep() {
 		case <-s.sweepStop:
 			return
 		case <-t.C:
-			s.server.tracker.Sweep(s.opts.revocation, s.opts.audit)
+			s.server.tracker.Sweep(s.sweepCheck(), s.opts.audit)
 		}
 	}
 }

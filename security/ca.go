@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -61,6 +62,10 @@ func NewCA(trustDomain string) (*CA, error) {
 	td, err := spiffeid.TrustDomainFromString(trustDomain)
 	if err != nil {
 		return nil, fmt.Errorf("security: trust domain %q: %w", trustDomain, err)
+	}
+	if td.Name() != trustDomain {
+		return nil, fmt.Errorf("security: trust domain %q must be a plain name such as %q, "+
+			"without scheme or path", trustDomain, td.Name())
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -226,6 +231,15 @@ func (ca *CA) Issue(service string, opts ...IssueOption) (*Issued, error) {
 	for _, o := range opts {
 		o.applyIssue(&cfg)
 	}
+	if !cfg.notAfter.After(cfg.notBefore) {
+		return nil, fmt.Errorf("security: certificate for %q would end (%s) before it starts (%s); "+
+			"give a positive lifetime", service, cfg.notAfter.UTC().Format(time.RFC3339),
+			cfg.notBefore.UTC().Format(time.RFC3339))
+	}
+	if cfg.notAfter.After(ca.cert.NotAfter) {
+		return nil, fmt.Errorf("security: certificate for %q would outlive its CA, which expires at %s; "+
+			"give a shorter lifetime or rotate the root", service, ca.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
 
 	key, err := generateKey(cfg.keyType)
 	if err != nil {
@@ -294,6 +308,10 @@ func FilesFor(dir, service string) IdentityFiles {
 // IssueFiles issues a certificate for service and writes it with its key
 // into dir, next to the CA's bundle, replacing the files atomically.
 func (ca *CA) IssueFiles(dir, service string, opts ...IssueOption) (IdentityFiles, error) {
+	if reserved(service) {
+		return IdentityFiles{}, fmt.Errorf("security: %q cannot be a service name in a certificates "+
+			"folder: its files would overwrite the CA, the bundle, the revocation list or a key", service)
+	}
 	is, err := ca.Issue(service, opts...)
 	if err != nil {
 		return IdentityFiles{}, err
@@ -376,4 +394,13 @@ func writeFile(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("security: write %s: %w", path, err)
 	}
 	return nil
+}
+
+// reserved reports names whose files would collide with the CA folder's own.
+func reserved(service string) bool {
+	switch service {
+	case "ca", "bundle", "crl":
+		return true
+	}
+	return strings.HasSuffix(service, "-key")
 }

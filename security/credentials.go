@@ -122,6 +122,10 @@ func Classify(err error) Reason {
 	if errors.As(err, &rh) {
 		return ReasonNotTLS
 	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return ReasonTimeout
+	}
 	return ReasonHandshake
 }
 

@@ -30,6 +30,7 @@ const (
 	ReasonNotTLS           Reason = "not_tls"
 	ReasonUnauthorized     Reason = "unauthorized"
 	ReasonHandshake        Reason = "handshake_failed"
+	ReasonTimeout          Reason = "handshake_timeout"
 )
 
 // Error is the error returned when an identity, a certificate or a peer is

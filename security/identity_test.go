@@ -256,3 +256,34 @@ func TestLoadIdentityFiles(t *testing.T) {
 		t.Fatalf("LoadCA of empty dir: %v", err)
 	}
 }
+
+func TestServiceNamesAndIssueLimits(t *testing.T) {
+	t.Parallel()
+	for _, good := range []string{"auth", "auth-v2", "eu.auth", "a1"} {
+		if err := ValidateServiceName(good); err != nil {
+			t.Errorf("%q refused: %v", good, err)
+		}
+	}
+	for _, bad := range []string{"", "a..b", "a-", "a.", ".a", "1a", "Auth", "a_b", "a b", strings.Repeat("a", 64)} {
+		if err := ValidateServiceName(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if _, err := NewCA("spiffe://moat.test/svc/x"); err == nil || !strings.Contains(err.Error(), "plain name") {
+		t.Errorf("NewCA with a URI: %v", err)
+	}
+	ca, _ := NewCA("moat.test")
+	dir := t.TempDir()
+	for _, name := range []string{"ca", "bundle", "crl", "greeter-key"} {
+		if _, err := ca.IssueFiles(dir, name); err == nil {
+			t.Errorf("IssueFiles(%q) accepted a name that overwrites the folder's own files", name)
+		}
+	}
+	if _, err := ca.Issue("greeter", WithLifetime(-time.Hour)); err == nil {
+		t.Error("negative lifetime accepted")
+	}
+	if _, err := ca.Issue("greeter", WithLifetime(10*DefaultCALifetime)); err == nil ||
+		!strings.Contains(err.Error(), "outlive its CA") {
+		t.Errorf("lifetime beyond the CA: %v", err)
+	}
+}

@@ -250,3 +250,26 @@ func (ca *CA) Revoke(dir string, lifetime time.Duration, serials ...*big.Int) (s
 	}
 	return path, nil
 }
+
+// ExpiryCheck is a [Revocation] that refuses chains whose certificates are
+// past their validity: used on live connections, whose peers were valid at
+// their handshake.
+type ExpiryCheck struct {
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Check implements [Revocation].
+func (e ExpiryCheck) Check(chain []*x509.Certificate) error {
+	now := time.Now()
+	if e.Now != nil {
+		now = e.Now()
+	}
+	for _, c := range chain {
+		if now.After(c.NotAfter) {
+			return refuse(ReasonExpired, "peer", "certificate serial %x expired at %s",
+				c.SerialNumber, c.NotAfter.UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
+}

@@ -22,20 +22,29 @@ func ServiceID(trustDomain, service string) (spiffeid.ID, error) {
 }
 
 // ValidateServiceName reports whether name can be a moat service name: 1 to
-// 63 characters of lowercase letters, digits, '-' and '.', starting with a
-// letter. The same name is the registry key and the last segment of the
-// service's SPIFFE ID.
+// 63 characters, dot-separated labels of lowercase letters, digits and '-',
+// each label starting with a letter and ending with a letter or digit (as
+// DNS labels do). The same name is the registry key and the last segment of
+// the service's SPIFFE ID.
 func ValidateServiceName(name string) error {
 	if name == "" || len(name) > 63 {
 		return fmt.Errorf("security: service name %q must be 1 to 63 characters", name)
 	}
-	if name[0] < 'a' || name[0] > 'z' {
-		return fmt.Errorf("security: service name %q must start with a lowercase letter", name)
-	}
-	for _, r := range name {
-		ok := (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-' || r == '.'
-		if !ok {
-			return fmt.Errorf("security: service name %q may hold only a-z, 0-9, '-' and '.'", name)
+	for _, label := range strings.Split(name, ".") {
+		if label == "" {
+			return fmt.Errorf("security: service name %q has an empty label", name)
+		}
+		if label[0] < 'a' || label[0] > 'z' {
+			return fmt.Errorf("security: service name %q: each label must start with a lowercase letter", name)
+		}
+		if label[len(label)-1] == '-' {
+			return fmt.Errorf("security: service name %q: a label cannot end with '-'", name)
+		}
+		for _, r := range label {
+			ok := (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-'
+			if !ok {
+				return fmt.Errorf("security: service name %q may hold only a-z, 0-9, '-' and '.'", name)
+			}
 		}
 	}
 	return nil
@@ -82,10 +91,8 @@ func idFromCert(cert *x509.Certificate, subject string) (spiffeid.ID, *Error) {
 			len(found))
 	}
 	if _, err := ServiceOf(found[0]); err != nil {
-		return spiffeid.ID{}, &Error{
-			Reason: ReasonBadSPIFFEID, Subject: subject, Err: err,
-			Detail: fmt.Sprintf("SPIFFE ID %q does not name a service", found[0]),
-		}
+		return spiffeid.ID{}, refuse(ReasonBadSPIFFEID, subject,
+			"SPIFFE ID %q does not name a service: want spiffe://<trust-domain>/svc/<service>", found[0])
 	}
 	return found[0], nil
 }

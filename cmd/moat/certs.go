@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -65,6 +66,12 @@ func newCertsCmd() *cobra.Command {
 		Short: "Issue workload certificates signed by the development CA",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Every name is checked before anything is written.
+			for _, svc := range args {
+				if err := security.ValidateServiceName(svc); err != nil {
+					return err
+				}
+			}
 			ca, err := security.LoadCA(dir)
 			if err != nil {
 				return err
@@ -103,6 +110,7 @@ func inspect(w io.Writer, path, dir string) error {
 	if err != nil {
 		return err
 	}
+	data0 := data
 	var certs []*x509.Certificate
 	for {
 		var block *pem.Block
@@ -120,6 +128,9 @@ func inspect(w io.Writer, path, dir string) error {
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
+		if bytes.Contains(data0, []byte("PRIVATE KEY-----")) {
+			return fmt.Errorf("%s holds a private key, not a certificate; inspect the .pem beside it", path)
+		}
 		return fmt.Errorf("%s holds no PEM certificate", path)
 	}
 	now := time.Now()
@@ -154,6 +165,9 @@ func inspect(w io.Writer, path, dir string) error {
 	if certs[0].IsCA {
 		return nil
 	}
+	if now.After(certs[0].NotAfter) || now.Before(certs[0].NotBefore) {
+		return fmt.Errorf("%s is not valid now: %s", path, validity(certs[0], now))
+	}
 	// Check the leaf against the bundle of the certs folder, when there is one.
 	bundle := security.FilesFor(dir, "").Bundle
 	keyPath := strings.TrimSuffix(path, ".pem") + "-key.pem"
@@ -161,6 +175,7 @@ func inspect(w io.Writer, path, dir string) error {
 		if _, err := os.Stat(bundle); err == nil {
 			if id, err := security.LoadIdentity(path, keyPath, bundle); err != nil {
 				fmt.Fprintf(w, "  check:      REFUSED: %v\n", err)
+				return fmt.Errorf("%s is not a usable moat identity (%s)", path, security.ReasonOf(err))
 			} else {
 				fmt.Fprintf(w, "  check:      ok, a valid moat identity for %s against %s\n", id.ID(), bundle)
 			}

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,6 +33,11 @@ interrupted, then stops Consul.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			unlock, err := lockDir(dir)
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			slog.Info("starting Consul", "dir", dir)
 			env, err := devenv.Start(ctx, devenv.EnvConfig{Dir: dir, TrustDomain: td, Services: services,
 				CertLifetime: lifetime})
@@ -51,13 +60,21 @@ interrupted, then stops Consul.`,
 			fmt.Fprintf(out, "Certificates last %v and are renewed at two thirds of that; services "+
 				"started with rpc.WithEnv reload them without a restart.\n", lifetime)
 			fmt.Fprintln(out, "Press Ctrl-C to stop.")
-			env.Renew(ctx, func(svc string, notAfter time.Time, err error) {
+			renewCtx, stopRenew := context.WithCancel(ctx)
+			defer stopRenew()
+			go env.Renew(renewCtx, func(svc string, notAfter time.Time, err error) {
 				if err != nil {
 					slog.Error("certificate renewal failed", "service", svc, "err", err)
 					return
 				}
 				slog.Info("certificate renewed", "service", svc, "not_after", notAfter)
 			})
+			select {
+			case <-ctx.Done():
+			case <-env.Consul.Done():
+				return fmt.Errorf("consul exited unexpectedly; see %s",
+					filepath.Join(dir, "consul", "consul.log"))
+			}
 			slog.Info("stopping Consul")
 			return nil
 		},
@@ -68,4 +85,24 @@ interrupted, then stops Consul.`,
 		"services to issue workload certificates for")
 	cmd.Flags().DurationVar(&lifetime, "cert-lifetime", time.Hour, "lifetime of workload certificates")
 	return cmd
+}
+
+// lockDir takes an exclusive lock on dir, so that two dev environments do
+// not share one folder.
+func lockDir(dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "dev.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another 'moat dev' is running with --dir %s; stop it or use another folder", dir)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,6 +50,7 @@ type Consul struct {
 	cfg      ConsulConfig
 	bin      string
 	addr     string
+	server   string
 	confFile string
 	client   *http.Client
 
@@ -59,10 +61,17 @@ type Consul struct {
 }
 
 // FindConsul returns the consul binary to run: $MOAT_CONSUL_BIN, else
-// bin/consul in the enclosing moat checkout, else consul on $PATH.
+// consul next to the running executable (bin/ holds both moat and consul),
+// else bin/consul in the enclosing moat checkout, else consul on $PATH.
 func FindConsul() (string, error) {
 	if p := os.Getenv("MOAT_CONSUL_BIN"); p != "" {
 		return p, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "consul")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
 	}
 	if root, err := RepoRoot(); err == nil {
 		p := filepath.Join(root, "bin", "consul")
@@ -118,10 +127,16 @@ func StartConsul(ctx context.Context, cfg ConsulConfig) (*Consul, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.HTTPSPort != 0 {
+	// A dev environment started again in the same folder keeps its HTTPS
+	// port when it is free, so that services still running find it.
+	if cfg.HTTPSPort == 0 {
+		cfg.HTTPSPort = previousPort(cfg.Dir)
+	}
+	if cfg.HTTPSPort != 0 && portFree(cfg.HTTPSPort) {
 		ports[0] = cfg.HTTPSPort
 	}
 	cfg.HTTPSPort = ports[0]
+	_ = os.WriteFile(filepath.Join(cfg.Dir, "https-port"), []byte(strconv.Itoa(ports[0])), 0o600)
 
 	agentFiles, err := cfg.CA.IssueFiles(cfg.Dir, "consul", security.WithLifetime(7*24*time.Hour))
 	if err != nil {
@@ -139,6 +154,7 @@ func StartConsul(ctx context.Context, cfg ConsulConfig) (*Consul, error) {
 		cfg:      cfg,
 		bin:      bin,
 		addr:     net.JoinHostPort("127.0.0.1", fmt.Sprint(ports[0])),
+		server:   net.JoinHostPort("127.0.0.1", fmt.Sprint(ports[3])),
 		confFile: confFile,
 		client: &http.Client{
 			Timeout: 2 * time.Second,
@@ -161,10 +177,12 @@ func agentConfig(cfg ConsulConfig, ports []int, f security.IdentityFiles) string
 	fmt.Fprintf(&b, "node_name = \"moat-dev\"\n")
 	fmt.Fprintf(&b, "bind_addr = \"127.0.0.1\"\nclient_addr = \"127.0.0.1\"\n")
 	fmt.Fprintf(&b, "log_level = \"warn\"\n")
+	fmt.Fprintf(&b, "data_dir = %q\n", filepath.Join(cfg.Dir, "data"))
 	fmt.Fprintf(&b, "ports {\n  http = -1\n  https = %d\n  dns = -1\n  grpc = -1\n  grpc_tls = -1\n"+
 		"  serf_lan = %d\n  serf_wan = %d\n  server = %d\n}\n", ports[0], ports[1], ports[2], ports[3])
 	fmt.Fprintf(&b, "tls {\n  defaults {\n    ca_file = %q\n    cert_file = %q\n    key_file = %q\n"+
-		"    tls_min_version = \"TLSv1_3\"\n  }\n  https {\n    verify_incoming = true\n  }\n}\n",
+		"    tls_min_version = \"TLSv1_3\"\n  }\n  https {\n    verify_incoming = true\n  }\n"+
+		"  internal_rpc {\n    verify_incoming = true\n    verify_outgoing = true\n  }\n}\n",
 		f.Bundle, f.Cert, f.Key)
 	if cfg.ACLMasterToken != "" {
 		fmt.Fprintf(&b, "acl {\n  enabled = true\n  default_policy = \"deny\"\n"+
@@ -237,6 +255,22 @@ func (c *Consul) ready() bool {
 // Addr returns the host:port of the agent's HTTPS API.
 func (c *Consul) Addr() string { return c.addr }
 
+// ServerAddr returns the host:port of the agent's server RPC port, which
+// requires TLS with a client certificate too.
+func (c *Consul) ServerAddr() string { return c.server }
+
+// Done returns a channel closed when the agent process exits.
+func (c *Consul) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		closed := make(chan struct{})
+		close(closed)
+		return closed
+	}
+	return c.done
+}
+
 // Stop ends the agent with SIGTERM and waits for it. The dev agent keeps
 // no state, so a later Restart starts empty.
 func (c *Consul) Stop() error {
@@ -301,4 +335,25 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+func previousPort(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "https-port"))
+	if err != nil {
+		return 0
+	}
+	p, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return p
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }

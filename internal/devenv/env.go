@@ -49,6 +49,14 @@ func Start(ctx context.Context, cfg EnvConfig) (*Env, error) {
 	if cfg.TrustDomain == "" {
 		cfg.TrustDomain = DefaultTrustDomain
 	}
+	// Find Consul before writing anything.
+	if cfg.ConsulBinary == "" {
+		bin, err := FindConsul()
+		if err != nil {
+			return nil, err
+		}
+		cfg.ConsulBinary = bin
+	}
 	certs := filepath.Join(cfg.Dir, "certs")
 	ca, err := security.LoadCA(certs)
 	if errors.Is(err, security.ErrMissingFile) {
@@ -58,6 +66,10 @@ func Start(ctx context.Context, cfg EnvConfig) (*Env, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if ca.TrustDomain().Name() != cfg.TrustDomain {
+		return nil, fmt.Errorf("devenv: %s holds a CA for trust domain %q, not %q; use another folder "+
+			"or remove it to start over", certs, ca.TrustDomain().Name(), cfg.TrustDomain)
 	}
 	if cfg.CertLifetime <= 0 {
 		cfg.CertLifetime = security.DefaultLeafLifetime

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -212,5 +213,23 @@ func TestConsulRequiresClientCertificate(t *testing.T) {
 	}
 	if _, err := registry.NewConsul(registry.WithConsulAddress(e.Consul.Addr())); err == nil {
 		t.Fatal("NewConsul without identity")
+	}
+
+	// The server RPC port refuses plaintext too: a plaintext RPC (type
+	// byte 0, then a msgpack request) gets the connection closed, not an
+	// answer.
+	conn, err := net.DialTimeout("tcp", e.Consul.ServerAddr(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = conn.Write([]byte{0x00, 0x82, 0xa6, 'M', 'e', 't', 'h', 'o', 'd', 0xab,
+		'S', 't', 'a', 't', 'u', 's', '.', 'P', 'i', 'n', 'g', 0xa3, 'S', 'e', 'q', 0x00, 0x80})
+	buf := make([]byte, 64)
+	if n, err := conn.Read(buf); err == nil {
+		t.Fatalf("Consul's server port answered a plaintext RPC with %d bytes", n)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("Consul's server port kept a plaintext RPC connection open")
 	}
 }

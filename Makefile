@@ -7,7 +7,7 @@ CONSUL    := $(BIN)/consul
 PROGRAMS  := $(BIN)/moat $(BIN)/auth $(BIN)/profile
 GOFILES   := $(shell find . -name '*.go' -not -path './tools/*' -not -path './.dev/*') go.mod go.sum
 
-.PHONY: demo dev test test-short build consul generate check-generated lint vet fmt clean
+.PHONY: demo dev test test-short build consul generate check-generated lint vet fmt clean bench
 
 ## demo: build what is missing, then run the example services through Consul over mTLS
 demo: $(CONSUL) build
@@ -26,6 +26,11 @@ test: $(CONSUL)
 ## test-short: unit tests only, no Consul
 test-short:
 	$(GO) test -short -count=1 ./...
+
+## bench: handshake and call hot path of moat against grpc-go baselines, with budgets
+## (a few minutes; table on stdout, report.html and report.json in bench/out/)
+bench: $(CONSUL) $(BIN)/moat
+	MOAT_CONSUL_BIN=$(abspath $(CONSUL)) $(BIN)/moat bench --budgets bench/budgets.yaml --out bench/out
 
 build: $(PROGRAMS)
 
@@ -52,8 +57,12 @@ $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc: tools/buf/go.mod
 	$(GO) build -modfile=tools/buf/go.mod -o $(BIN)/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	$(GO) build -modfile=tools/buf/go.mod -o $(BIN)/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc
 
+# protoc-gen-moat is built from this module, so it follows the source.
+$(BIN)/protoc-gen-moat: $(GOFILES)
+	$(GO) build -o $@ ./cmd/protoc-gen-moat
+
 ## generate: regenerate Go code from proto/ with buf and the pinned plugins
-generate: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+generate: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-moat
 	find proto -name '*.pb.go' -delete
 	$(BIN)/buf lint
 	$(BIN)/buf generate

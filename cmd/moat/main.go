@@ -41,6 +41,6 @@ func newRoot() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug detail to stderr")
-	root.AddCommand(newCertsCmd(), newDevCmd(), newDemoCmd(), newDoctorCmd())
+	root.AddCommand(newCertsCmd(), newDevCmd(), newDemoCmd(), newDoctorCmd(), newCallCmd(), newServicesCmd(), newDescribeCmd(), newBenchCmd())
 	return root
 }

@@ -20,12 +20,13 @@ func main() {
 		logger.Error("load users", "err", err)
 		os.Exit(1)
 	}
-	svc, err := rpc.NewService("auth", rpc.WithLogger(logger), rpc.WithVersion("1.0.0"), rpc.WithEnv())
+	svc, err := rpc.NewService("auth", rpc.WithLogger(logger), rpc.WithVersion("1.0.0"),
+		rpc.WithContextMetadata(), rpc.WithEnv())
 	if err != nil {
 		logger.Error("start", "err", err)
 		os.Exit(1)
 	}
-	authv1.RegisterAuthServiceServer(svc.Server(), auth.New(users))
+	authv1.RegisterAuthServiceHandler(svc.Server(), auth.New(users))
 	if err := svc.Run(context.Background()); err != nil {
 		logger.Error("run", "err", err)
 		os.Exit(1)

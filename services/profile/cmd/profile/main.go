@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 
+	authv1 "github.com/moatrpc/moat/proto/moat/example/auth/v1"
 	profilev1 "github.com/moatrpc/moat/proto/moat/example/profile/v1"
 	"github.com/moatrpc/moat/rpc"
 	"github.com/moatrpc/moat/services"
@@ -21,17 +22,16 @@ func main() {
 		logger.Error("load users", "err", err)
 		os.Exit(1)
 	}
-	svc, err := rpc.NewService("profile", rpc.WithLogger(logger), rpc.WithVersion("1.0.0"), rpc.WithEnv())
+	svc, err := rpc.NewService("profile", rpc.WithLogger(logger), rpc.WithVersion("1.0.0"),
+		rpc.WithContextMetadata(), rpc.WithEnv())
 	if err != nil {
 		logger.Error("start", "err", err)
 		os.Exit(1)
 	}
-	authConn, err := svc.Client().Conn("auth")
-	if err != nil {
-		logger.Error("connect to auth", "err", err)
-		os.Exit(1)
-	}
-	profilev1.RegisterProfileServiceServer(svc.Server(), profile.New(users, authConn))
+	// Profile calls auth by its registry name; the connection opens on
+	// first use and accepts only a server proving it is "auth".
+	authSvc := authv1.NewAuthService("auth", svc.Client())
+	profilev1.RegisterProfileServiceHandler(svc.Server(), profile.New(users, authSvc))
 	if err := svc.Run(context.Background()); err != nil {
 		logger.Error("run", "err", err)
 		os.Exit(1)

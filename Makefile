@@ -66,11 +66,12 @@ generate: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/proto
 	find proto -name '*.pb.go' -delete
 	$(BIN)/buf lint
 	$(BIN)/buf generate
+	$(GO) generate ./security/fields/internal/testpb
 
 ## check-generated: fail when generated code differs from a fresh generation
 check-generated: generate
-	@git diff --exit-code -- proto || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- proto)" || { git status --porcelain -- proto; echo "generated files not committed"; exit 1; }
+	@git diff --exit-code -- proto security/fields/internal/testpb || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto security/fields/internal/testpb)" || { git status --porcelain -- proto security/fields/internal/testpb; echo "generated files not committed"; exit 1; }
 
 clean:
 	rm -rf $(BIN) .dev

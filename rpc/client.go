@@ -9,6 +9,7 @@ import (
 
 	"github.com/moatrpc/moat/registry"
 	"github.com/moatrpc/moat/security"
+	"github.com/moatrpc/moat/security/fields"
 )
 
 // roundRobin spreads calls over every healthy node of a service.
@@ -60,10 +61,12 @@ func (c *Client) conn(service string) (*grpc.ClientConn, error) {
 }
 
 func (s *Service) dialOptions(target string) []grpc.DialOption {
+	unary, stream := s.fieldClientInterceptors()
 	opts := []grpc.DialOption{
-		grpc.WithChainUnaryInterceptor(s.opts.clientUnary...),
-		grpc.WithChainStreamInterceptor(s.opts.clientStream...),
+		grpc.WithChainUnaryInterceptor(unary...),
+		grpc.WithChainStreamInterceptor(stream...),
 		withHandshakeHook(s.handshakeHook("client")),
+		keyringOption{handled: true},
 	}
 	return append(opts, s.opts.dialOpts...)
 }
@@ -90,6 +93,21 @@ type hookOption struct {
 
 func withHandshakeHook(h security.HandshakeHook) grpc.DialOption { return hookOption{hook: h} }
 
+// keyringOption carries field encryption settings through Dial's options.
+type keyringOption struct {
+	grpc.EmptyDialOption
+	ring    *fields.Keyring
+	opts    []fields.SealerOption
+	handled bool // set by a Service, whose own interceptors seal
+}
+
+// WithDialKeyring makes a connection opened by [Dial] seal the SECRET
+// fields of requests and unseal responses with ring. Without it, Dial
+// refuses to send a request that carries SECRET fields.
+func WithDialKeyring(ring *fields.Keyring, opts ...fields.SealerOption) grpc.DialOption {
+	return keyringOption{ring: ring, opts: opts}
+}
+
 // Dial opens a connection to service outside a [Service]: for command-line
 // tools and programs that only call. src is the caller's workload identity;
 // reg resolves service's nodes. The caller closes the connection.
@@ -98,13 +116,30 @@ func Dial(reg registry.Registry, src security.Source, service string, opts ...gr
 		return nil, errors.New("rpc: Dial needs a registry to resolve " + service)
 	}
 	var hook security.HandshakeHook
+	var keys *keyringOption
 	var rest []grpc.DialOption
 	for _, o := range opts {
-		if h, ok := o.(hookOption); ok {
-			hook = h.hook
-			continue
+		switch o := o.(type) {
+		case hookOption:
+			hook = o.hook
+		case keyringOption:
+			keys = &o
+		default:
+			rest = append(rest, o)
 		}
-		rest = append(rest, o)
+	}
+	switch {
+	case keys == nil:
+		rest = append(rest, grpc.WithChainUnaryInterceptor(refuseClearSecrets))
+	case keys.handled:
+	default:
+		sealer, err := fields.NewSealer(keys.ring, keys.opts...)
+		if err != nil {
+			return nil, fmt.Errorf("rpc: dial %q: %w", service, err)
+		}
+		// Added last, the sealer runs next to the wire.
+		rest = append(rest, grpc.WithChainUnaryInterceptor(sealer.UnaryClientInterceptor()),
+			grpc.WithChainStreamInterceptor(sealer.StreamClientInterceptor()))
 	}
 	creds, err := security.ClientCredentials(src, service, hook)
 	if err != nil {

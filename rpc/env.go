@@ -32,6 +32,9 @@ const (
 	// EnvAdvertise is the address registered for the node, when other
 	// services must dial something else than EnvAddress.
 	EnvAdvertise = "MOAT_ADVERTISE"
+	// EnvKeysetsDir is a folder of keyset files (<name>.json) for field
+	// encryption; see [WithKeysetDir].
+	EnvKeysetsDir = "MOAT_KEYSETS_DIR"
 	// EnvRegisterTTL is the registration's health-check TTL, as a Go
 	// duration ("15s").
 	EnvRegisterTTL = "MOAT_REGISTER_TTL"
@@ -53,6 +56,9 @@ func WithEnv() Option {
 		}
 		if addr := os.Getenv(EnvAddress); addr != "" {
 			o.address = addr
+		}
+		if dir := os.Getenv(EnvKeysetsDir); dir != "" && o.keyring == nil {
+			o.keysetDir = dir
 		}
 		if addr := os.Getenv(EnvAdvertise); addr != "" {
 			o.advertise = addr

@@ -33,7 +33,7 @@ func fileService(t *testing.T, dir, name string, reg registry.Registry, opts ...
 	opts = append([]rpc.Option{
 		rpc.WithIdentityFiles(f.Cert, f.Key, f.Bundle),
 		rpc.WithIdentityPollInterval(20 * time.Millisecond),
-		rpc.WithRegistry(reg), rpc.WithoutSignalHandling(),
+		rpc.WithRegistry(reg), rpc.WithoutSignalHandling(), rpc.WithKeyring(testKeyring(t)),
 	}, opts...)
 	svc, err := rpc.NewService(name, opts...)
 	if err != nil {
@@ -206,9 +206,9 @@ func TestRevocationClosesLiveConnections(t *testing.T) {
 		rpc.WithRevocationSweep(100*time.Millisecond), rpc.WithAuditHook(ev.hook))
 
 	bad, good := mustIdentity(t, ca, "caller"), mustIdentity(t, ca, "worker")
-	badConn, _ := rpc.Dial(reg, bad, "auth")
+	badConn, _ := rpc.Dial(reg, bad, "auth", rpc.WithDialKeyring(testKeyring(t)))
 	defer badConn.Close()
-	goodConn, _ := rpc.Dial(reg, good, "auth")
+	goodConn, _ := rpc.Dial(reg, good, "auth", rpc.WithDialKeyring(testKeyring(t)))
 	defer goodConn.Close()
 	call := func(cc grpc.ClientConnInterface) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -262,7 +262,7 @@ func TestStaleRevocationListFailsClosed(t *testing.T) {
 	startService(t, ca, reg, "auth", rpc.WithIdentity(authID),
 		rpc.WithRevocation(security.NewCRLFile(filepath.Join(dir, security.CRLFileName), authID)),
 		rpc.WithAuditHook(ev.hook))
-	conn, _ := rpc.Dial(reg, mustIdentity(t, ca, "caller"), "auth")
+	conn, _ := rpc.Dial(reg, mustIdentity(t, ca, "caller"), "auth", rpc.WithDialKeyring(testKeyring(t)))
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -317,7 +317,7 @@ func TestPolicyRefusesWithPermissionDenied(t *testing.T) {
 	}}
 	startService(t, ca, reg, "auth", rpc.WithPolicy(policy), rpc.WithAuditHook(ev.hook))
 	call := func(as, method string) error {
-		conn, err := rpc.Dial(reg, mustIdentity(t, ca, as), "auth")
+		conn, err := rpc.Dial(reg, mustIdentity(t, ca, as), "auth", rpc.WithDialKeyring(testKeyring(t)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -375,7 +375,7 @@ func TestMetricsOverMutualTLS(t *testing.T) {
 	cancel()
 	conn.Close()
 	// One good call.
-	good, _ := rpc.Dial(reg, mustIdentity(t, ca, "caller"), "auth")
+	good, _ := rpc.Dial(reg, mustIdentity(t, ca, "caller"), "auth", rpc.WithDialKeyring(testKeyring(t)))
 	if _, err := authv1.NewAuthServiceClient(good).Validate(ctxT(t), &authv1.ValidateRequest{}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -120,7 +121,8 @@ func (s *Service) serveMetrics(addr string) (stop func(context.Context) error, b
 		Handler:           mux,
 		TLSConfig:         conf,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          nil,
+		// net/http would print refused TLS handshakes to stderr.
+		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(tls.NewListener(ln, conf)) }()

@@ -30,7 +30,7 @@ func startWith(t *testing.T, ca *security.CA, reg registry.Registry, name string
 	register func(*rpc.Service), opts ...rpc.Option) *rpc.Service {
 	t.Helper()
 	opts = append([]rpc.Option{rpc.WithIdentity(mustIdentity(t, ca, name)), rpc.WithRegistry(reg),
-		rpc.WithoutSignalHandling()}, opts...)
+		rpc.WithoutSignalHandling(), rpc.WithKeyring(testKeyring(t))}, opts...)
 	svc, err := rpc.NewService(name, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func TestGoMicroMethodPathOverMutualTLS(t *testing.T) {
 	startWith(t, ca, reg, "auth", func(s *rpc.Service) {
 		authv1.RegisterAuthServiceHandler(s.Server(), auth.New(users))
 	})
-	conn, err := rpc.Dial(reg, mustIdentity(t, ca, "caller"), "auth")
+	conn, err := rpc.Dial(reg, mustIdentity(t, ca, "caller"), "auth", rpc.WithDialKeyring(testKeyring(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ func TestWrapperThatSwapsMessagesIsRefused(t *testing.T) {
 	startWith(t, ca, reg, "echo", func(s *rpc.Service) {
 		echov1.RegisterEchoServiceHandler(s.Server(), &echo{}, swap)
 	})
-	conn, err := rpc.Dial(reg, mustIdentity(t, ca, "caller"), "echo")
+	conn, err := rpc.Dial(reg, mustIdentity(t, ca, "caller"), "echo", rpc.WithDialKeyring(testKeyring(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

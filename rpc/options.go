@@ -8,6 +8,7 @@ import (
 
 	"github.com/moatrpc/moat/registry"
 	"github.com/moatrpc/moat/security"
+	"github.com/moatrpc/moat/security/fields"
 )
 
 // Option configures a [Service].
@@ -37,6 +38,11 @@ type options struct {
 	audit         security.AuditHook
 	metricsAddr   string
 	pollInterval  time.Duration
+	keyring       *fields.Keyring
+	keysetDir     string
+	sealerOpts    []fields.SealerOption
+	callLog       bool
+	callLogOpts   []fields.LogOption
 	trustDomain   string
 	logger        *slog.Logger
 	authorizer    security.Authorizer

@@ -18,9 +18,34 @@ import (
 	"github.com/moatrpc/moat/registry"
 	"github.com/moatrpc/moat/rpc"
 	"github.com/moatrpc/moat/security"
+	"github.com/moatrpc/moat/security/fields"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var (
+	ringOnce sync.Once
+	ring     *fields.Keyring
+	ringErr  error
+)
+
+// testKeyring returns the keyring shared by the services of these tests,
+// so that what one seals another opens.
+func testKeyring(t *testing.T) *fields.Keyring {
+	t.Helper()
+	ringOnce.Do(func() {
+		ks, err := fields.NewKeyset()
+		if err != nil {
+			ringErr = err
+			return
+		}
+		ring, ringErr = fields.NewKeyring(map[string]*fields.Keyset{fields.DefaultKeyset: ks})
+	})
+	if ringErr != nil {
+		t.Fatal(ringErr)
+	}
+	return ring
+}
 
 // whoami answers Validate with the caller's verified identity and the
 // node that served it.
@@ -49,7 +74,8 @@ func startService(t *testing.T, ca *security.CA, reg registry.Registry, name str
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts = append([]rpc.Option{rpc.WithIdentity(id), rpc.WithRegistry(reg), rpc.WithoutSignalHandling()}, opts...)
+	opts = append([]rpc.Option{rpc.WithIdentity(id), rpc.WithRegistry(reg), rpc.WithoutSignalHandling(),
+		rpc.WithKeyring(testKeyring(t))}, opts...)
 	svc, err := rpc.NewService(name, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +169,8 @@ func TestRoundRobinAcrossNodes(t *testing.T) {
 	seen := map[string]bool{}
 	for _, node := range []string{"a", "b"} {
 		id := mustIdentity(t, ca, "auth")
-		svc, err := rpc.NewService("auth", rpc.WithIdentity(id), rpc.WithRegistry(reg))
+		svc, err := rpc.NewService("auth", rpc.WithIdentity(id), rpc.WithRegistry(reg),
+			rpc.WithKeyring(testKeyring(t)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +180,7 @@ func TestRoundRobinAcrossNodes(t *testing.T) {
 		}
 		t.Cleanup(func() { svc.Stop(context.Background()) })
 	}
-	conn, err := rpc.Dial(reg, mustIdentity(t, ca, "caller"), "auth")
+	conn, err := rpc.Dial(reg, mustIdentity(t, ca, "caller"), "auth", rpc.WithDialKeyring(testKeyring(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +355,7 @@ func TestRunStopsOnContextCancel(t *testing.T) {
 	ca, _ := security.NewCA("moat.test")
 	reg := registry.NewMemory()
 	svc, err := rpc.NewService("auth", rpc.WithIdentity(mustIdentity(t, ca, "auth")),
-		rpc.WithRegistry(reg), rpc.WithoutSignalHandling())
+		rpc.WithRegistry(reg), rpc.WithoutSignalHandling(), rpc.WithKeyring(testKeyring(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

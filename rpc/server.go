@@ -56,8 +56,15 @@ func newServer(s *Service) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	unary := []grpc.UnaryServerInterceptor{peerUnary, s.metrics.unary}
-	stream := []grpc.StreamServerInterceptor{peerStream, s.metrics.stream}
+	logUnary, logStream := []grpc.UnaryServerInterceptor{}, []grpc.StreamServerInterceptor{}
+	if s.calls != nil {
+		logUnary = append(logUnary, s.calls.UnaryServerInterceptor())
+		logStream = append(logStream, s.calls.StreamServerInterceptor())
+	}
+	// Order: caller identity, metrics, call log, policy, unsealing, then
+	// the user's interceptors, which see clear values.
+	unary := append([]grpc.UnaryServerInterceptor{peerUnary, s.metrics.unary}, logUnary...)
+	stream := append([]grpc.StreamServerInterceptor{peerStream, s.metrics.stream}, logStream...)
 	if s.opts.policy != nil {
 		p := *s.opts.policy
 		if p.TrustDomain == "" {
@@ -77,6 +84,10 @@ func newServer(s *Service) (*Server, error) {
 			}
 			return h(x, ss)
 		})
+	}
+	if s.sealer != nil {
+		unary = append(unary, s.sealer.UnaryServerInterceptor())
+		stream = append(stream, s.sealer.StreamServerInterceptor())
 	}
 	unary = append(unary, s.opts.unary...)
 	stream = append(stream, s.opts.stream...)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/moatrpc/moat/registry"
 	"github.com/moatrpc/moat/security"
+	"github.com/moatrpc/moat/security/fields"
 )
 
 // Service is a named moat service: a server for its own handlers, a client
@@ -31,6 +32,8 @@ type Service struct {
 	client  *Client
 	metrics *metrics
 	owned   []func() error
+	sealer  *fields.Sealer
+	calls   *fields.CallLogger
 
 	mu          sync.Mutex
 	stopMetrics func(context.Context) error
@@ -171,6 +174,9 @@ func (s *Service) init() error {
 		o.registry = DefaultRegistry()
 	}
 	s.metrics.watchIdentity(o.identity)
+	if err := s.initFields(); err != nil {
+		return err
+	}
 
 	server, err := newServer(s)
 	if err != nil {
@@ -224,6 +230,15 @@ func (s *Service) Start(ctx context.Context) error {
 	defer s.mu.Unlock()
 	if s.state != stateNew {
 		return ErrAlreadyStarted
+	}
+	if s.sealer == nil {
+		for _, d := range s.server.descs {
+			if m := secretMethods(d); len(m) > 0 {
+				return fmt.Errorf("%w: service %q serves %s, whose messages carry SECRET fields, "+
+					"but has no keyset to seal them: pass rpc.WithKeysetDir (create keysets with "+
+					"'moat keys init') or rpc.WithKeyring", ErrNoKeyset, s.name, m[0])
+			}
+		}
 	}
 	lis, err := net.Listen("tcp", s.opts.address)
 	if err != nil {

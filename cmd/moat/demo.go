@@ -20,6 +20,7 @@ import (
 	"github.com/moatrpc/moat/registry"
 	"github.com/moatrpc/moat/rpc"
 	"github.com/moatrpc/moat/security"
+	"github.com/moatrpc/moat/security/fields"
 	"github.com/moatrpc/moat/services"
 	"github.com/moatrpc/moat/services/scenario"
 )
@@ -98,12 +99,17 @@ func runDemo(ctx context.Context, out io.Writer, dir, binDir string, rounds int)
 	if err != nil {
 		return err
 	}
-	authConn, err := rpc.Dial(reg, callerID, "auth")
+	ring, err := fields.LoadKeyring(mustKeysetFiles(env.KeysDir))
+	if err != nil {
+		return err
+	}
+	defer ring.Close()
+	authConn, err := rpc.Dial(reg, callerID, "auth", rpc.WithDialKeyring(ring))
 	if err != nil {
 		return err
 	}
 	defer authConn.Close()
-	profileConn, err := rpc.Dial(reg, callerID, "profile")
+	profileConn, err := rpc.Dial(reg, callerID, "profile", rpc.WithDialKeyring(ring))
 	if err != nil {
 		return err
 	}
@@ -201,4 +207,12 @@ func waitRegistered(ctx context.Context, reg registry.Registry, name string, wit
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+func mustKeysetFiles(dir string) map[string]string {
+	files, err := fields.KeysetFiles(dir)
+	if err != nil {
+		return map[string]string{}
+	}
+	return files
 }

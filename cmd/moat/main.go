@@ -41,6 +41,9 @@ func newRoot() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug detail to stderr")
-	root.AddCommand(newCertsCmd(), newDevCmd(), newDemoCmd(), newDoctorCmd(), newCallCmd(), newServicesCmd(), newDescribeCmd(), newBenchCmd())
+	root.AddCommand(
+		newCertsCmd(), newKeysCmd(), newDevCmd(), newDemoCmd(), newDoctorCmd(),
+		newCallCmd(), newServicesCmd(), newDescribeCmd(), newBenchCmd(),
+	)
 	return root
 }

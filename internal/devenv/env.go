@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moatrpc/moat/security"
+	"github.com/moatrpc/moat/security/fields"
 )
 
 // DefaultTrustDomain is the trust domain of the dev CA.
@@ -22,9 +23,11 @@ const DefaultTrustDomain = "moat.local"
 type Env struct {
 	Dir      string
 	CertsDir string
-	CA       *security.CA
-	Consul   *Consul
-	cfg      EnvConfig
+	// KeysDir holds the field encryption keysets (<name>.json).
+	KeysDir string
+	CA      *security.CA
+	Consul  *Consul
+	cfg     EnvConfig
 }
 
 // EnvConfig says how to set up an [Env].
@@ -79,6 +82,10 @@ func Start(ctx context.Context, cfg EnvConfig) (*Env, error) {
 			return nil, err
 		}
 	}
+	keys := filepath.Join(cfg.Dir, "keys")
+	if err := ensureKeyset(keys, fields.DefaultKeyset); err != nil {
+		return nil, err
+	}
 	consul, err := StartConsul(ctx, ConsulConfig{
 		Binary:         cfg.ConsulBinary,
 		Dir:            filepath.Join(cfg.Dir, "consul"),
@@ -88,7 +95,7 @@ func Start(ctx context.Context, cfg EnvConfig) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Env{Dir: cfg.Dir, CertsDir: certs, CA: ca, Consul: consul, cfg: cfg}, nil
+	return &Env{Dir: cfg.Dir, CertsDir: certs, KeysDir: keys, CA: ca, Consul: consul, cfg: cfg}, nil
 }
 
 // Renew reissues the services' certificates at two thirds of their
@@ -124,8 +131,13 @@ func (e *Env) Vars() map[string]string {
 	if err != nil {
 		abs = e.CertsDir
 	}
+	keys, err := filepath.Abs(e.KeysDir)
+	if err != nil {
+		keys = e.KeysDir
+	}
 	return map[string]string{
 		"MOAT_CERTS_DIR":    abs,
+		"MOAT_KEYSETS_DIR":  keys,
 		"MOAT_CONSUL_ADDR":  e.Consul.Addr(),
 		"MOAT_TRUST_DOMAIN": e.CA.TrustDomain().Name(),
 	}
@@ -157,3 +169,20 @@ func (e *Env) WriteEnvFile() (string, error) {
 
 // Stop stops Consul.
 func (e *Env) Stop() error { return e.Consul.Stop() }
+
+// ensureKeyset creates a cleartext development keyset called name in dir
+// unless one exists.
+func ensureKeyset(dir, name string) error {
+	path := filepath.Join(dir, name+".json")
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("devenv: %w", err)
+	}
+	ks, err := fields.NewKeyset()
+	if err != nil {
+		return err
+	}
+	return fields.WriteKeysetFile(path, ks, nil)
+}

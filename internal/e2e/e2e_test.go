@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,9 +33,9 @@ func TestEavesdropperSeesNoSecrets(t *testing.T) {
 	authRelay := newRelay(t, authAddr)
 	profileRelay := newRelay(t, profileAddr)
 
-	e.startProc("auth", "MOAT_CONSUL_ADDR="+consulRelay.addr(),
+	authProc := e.startProc("auth", "MOAT_CONSUL_ADDR="+consulRelay.addr(),
 		"MOAT_ADDRESS="+authAddr, "MOAT_ADVERTISE="+authRelay.addr())
-	e.startProc("profile", "MOAT_CONSUL_ADDR="+consulRelay.addr(),
+	profileProc := e.startProc("profile", "MOAT_CONSUL_ADDR="+consulRelay.addr(),
 		"MOAT_ADDRESS="+profileAddr, "MOAT_ADVERTISE="+profileRelay.addr())
 
 	reg := e.registry("caller", consulRelay.addr())
@@ -45,12 +46,12 @@ func TestEavesdropperSeesNoSecrets(t *testing.T) {
 		})
 	}
 	caller := e.identity("caller")
-	authConn, err := rpc.Dial(reg, caller, "auth")
+	authConn, err := rpc.Dial(reg, caller, "auth", e.keyring())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer authConn.Close()
-	profileConn, err := rpc.Dial(reg, caller, "profile")
+	profileConn, err := rpc.Dial(reg, caller, "profile", e.keyring())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +93,18 @@ func TestEavesdropperSeesNoSecrets(t *testing.T) {
 			t.Fatalf("%s: plaintext on the wire: %v", c.name, found)
 		}
 	}
+
+	// The services log every call with its messages, redacted: markers,
+	// never a secret of the scenario.
+	for _, p := range []*proc{authProc, profileProc} {
+		logs := p.logs()
+		if !strings.Contains(logs, "[REDACTED]") || !strings.Contains(logs, "grpc.request.content") {
+			t.Fatalf("%s logs show no redacted payloads:\n%s", p.name, logs)
+		}
+		if found := containsAny([]byte(logs), secrets); len(found) > 0 {
+			t.Fatalf("%s logs hold %d secrets of the scenario", p.name, len(found))
+		}
+	}
 }
 
 // Register -> discover -> call; stop -> gone; killed -> leaves the healthy
@@ -111,7 +124,7 @@ func TestConsulLifecycle(t *testing.T) {
 		node.Metadata[registry.MetaProtocol] != "grpc" {
 		t.Fatalf("registration %+v / %+v", svcs[0], node)
 	}
-	conn, err := rpc.Dial(reg, e.identity("caller"), "auth")
+	conn, err := rpc.Dial(reg, e.identity("caller"), "auth", e.keyring())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +181,7 @@ func TestConsulRestart(t *testing.T) {
 	if _, err := reg.GetService(ctxT(t, 5*time.Second), "auth"); err != nil {
 		t.Fatalf("cached nodes not served while Consul is down: %v", err)
 	}
-	during, err := rpc.Dial(reg, e.identity("caller"), "auth")
+	during, err := rpc.Dial(reg, e.identity("caller"), "auth", e.keyring())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +198,7 @@ func TestConsulRestart(t *testing.T) {
 		return err == nil && len(entries) == 1
 	})
 	t.Logf("auth registered again %v after the agent came back", took.Round(100*time.Millisecond))
-	after, err := rpc.Dial(reg, e.identity("caller"), "auth")
+	after, err := rpc.Dial(reg, e.identity("caller"), "auth", e.keyring())
 	if err != nil {
 		t.Fatal(err)
 	}

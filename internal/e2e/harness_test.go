@@ -16,9 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/moatrpc/moat/internal/devenv"
 	"github.com/moatrpc/moat/registry"
+	"github.com/moatrpc/moat/rpc"
 	"github.com/moatrpc/moat/security"
+	"github.com/moatrpc/moat/security/fields"
 )
 
 var binDir string
@@ -89,6 +93,21 @@ func (e *env) registry(service, consulAddr string) *registry.Consul {
 	}
 	e.t.Cleanup(func() { reg.Close() })
 	return reg
+}
+
+// keyring returns a dial option sealing with the environment's keysets.
+func (e *env) keyring() grpc.DialOption {
+	e.t.Helper()
+	files, err := fields.KeysetFiles(e.KeysDir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ring, err := fields.LoadKeyring(files)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { ring.Close() })
+	return rpc.WithDialKeyring(ring)
 }
 
 // proc is a service running as its own process.
@@ -270,4 +289,16 @@ func containsAny(haystack []byte, needles []string) []string {
 		}
 	}
 	return found
+}
+
+// registryWith returns an in-memory registry where service is at addr.
+func registryWith(t *testing.T, service, addr string) registry.Registry {
+	t.Helper()
+	reg := registry.NewMemory()
+	err := reg.Register(context.Background(), &registry.Service{Name: service,
+		Nodes: []*registry.Node{{ID: service + "-proxy", Address: addr}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
 }

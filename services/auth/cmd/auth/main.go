@@ -9,6 +9,8 @@ import (
 
 	authv1 "github.com/moatrpc/moat/proto/moat/example/auth/v1"
 	"github.com/moatrpc/moat/rpc"
+	"github.com/moatrpc/moat/security"
+	"github.com/moatrpc/moat/security/fields"
 	"github.com/moatrpc/moat/services"
 	"github.com/moatrpc/moat/services/auth"
 )
@@ -21,7 +23,14 @@ func main() {
 		os.Exit(1)
 	}
 	svc, err := rpc.NewService("auth", rpc.WithLogger(logger), rpc.WithVersion("1.0.0"),
-		rpc.WithContextMetadata(), rpc.WithEnv())
+		rpc.WithContextMetadata(), rpc.WithEnv(),
+		// Every call is logged with its messages; PII and SECRET fields
+		// appear only as redaction markers.
+		rpc.WithCallLog(fields.WithPayloads()),
+		// Only profile may check sessions.
+		rpc.WithPolicy(&security.Policy{Methods: map[string]security.Rule{
+			authv1.AuthService_Validate_FullMethodName: {Allow: []string{"profile"}},
+		}}))
 	if err != nil {
 		logger.Error("start", "err", err)
 		os.Exit(1)

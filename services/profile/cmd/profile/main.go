@@ -11,6 +11,7 @@ import (
 	authv1 "github.com/moatrpc/moat/proto/moat/example/auth/v1"
 	profilev1 "github.com/moatrpc/moat/proto/moat/example/profile/v1"
 	"github.com/moatrpc/moat/rpc"
+	"github.com/moatrpc/moat/security/fields"
 	"github.com/moatrpc/moat/services"
 	"github.com/moatrpc/moat/services/profile"
 )
@@ -23,7 +24,10 @@ func main() {
 		os.Exit(1)
 	}
 	svc, err := rpc.NewService("profile", rpc.WithLogger(logger), rpc.WithVersion("1.0.0"),
-		rpc.WithContextMetadata(), rpc.WithEnv())
+		rpc.WithContextMetadata(), rpc.WithEnv(),
+		// Every call is logged with its messages; PII and SECRET fields
+		// appear only as redaction markers.
+		rpc.WithCallLog(fields.WithPayloads()))
 	if err != nil {
 		logger.Error("start", "err", err)
 		os.Exit(1)

@@ -93,7 +93,16 @@ func runCall(ctx context.Context, out io.Writer, cfg *callerConfig, service, met
 	}
 	slog.Info("connecting over mutual TLS", "service", service, "nodes", len(registry.Addresses(found)),
 		"as", id.ID().String())
-	conn, err := rpc.Dial(reg, id, service)
+	ring, err := cfg.keyring()
+	if err != nil {
+		return err
+	}
+	var dialOpts []grpc.DialOption
+	if ring != nil {
+		defer ring.Close()
+		dialOpts = append(dialOpts, rpc.WithDialKeyring(ring))
+	}
+	conn, err := rpc.Dial(reg, id, service, dialOpts...)
 	if err != nil {
 		return err
 	}

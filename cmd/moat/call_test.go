@@ -78,7 +78,7 @@ func startExampleServices(t *testing.T) *devenv.Env {
 			t.Fatal(err)
 		}
 		svc, err := rpc.NewService(name, rpc.WithIdentity(id), rpc.WithRegistry(reg),
-			rpc.WithVersion("1.0.0"), rpc.WithoutSignalHandling())
+			rpc.WithVersion("1.0.0"), rpc.WithoutSignalHandling(), rpc.WithKeysetDir(env.KeysDir))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +98,7 @@ func TestCallServicesDescribe(t *testing.T) {
 	env := startExampleServices(t)
 	users, _ := services.Users()
 	ada := users[0]
-	common := []string{"--certs-dir", env.CertsDir, "--consul", env.Consul.Addr()}
+	common := []string{"--certs-dir", env.CertsDir, "--consul", env.Consul.Addr(), "--keys", env.KeysDir}
 	cli := func(t *testing.T, args ...string) (string, string, error) {
 		t.Helper()
 		return runCLI(t, append(args, common...)...)
@@ -299,12 +299,21 @@ func TestCallServicesDescribe(t *testing.T) {
 		t.Setenv(rpc.EnvKey, f.Key)
 		t.Setenv(rpc.EnvBundle, f.Bundle)
 		out, _, err := runCLI(t, "call", "echo", "EchoService.Echo", `{"message":"m","secret":"s3"}`,
-			"--certs-dir", filepath.Join(t.TempDir(), "empty"), "--consul", env.Consul.Addr())
+			"--certs-dir", filepath.Join(t.TempDir(), "empty"), "--consul", env.Consul.Addr(),
+			"--keys", env.KeysDir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(out, `"message": "m"`) || strings.Contains(out, "s3") {
 			t.Fatalf("echo printed %s", out)
+		}
+	})
+	t.Run("a SECRET field is not sent without a keyset", func(t *testing.T) {
+		t.Setenv(rpc.EnvKeysetsDir, "")
+		_, _, err := runCLI(t, "call", "echo", "EchoService.Echo", `{"message":"m","secret":"s3"}`,
+			"--certs-dir", env.CertsDir, "--consul", env.Consul.Addr())
+		if err == nil || !strings.Contains(err.Error(), "no keyset to seal them") {
+			t.Fatalf("call with a SECRET and no keyset: %v", err)
 		}
 	})
 }

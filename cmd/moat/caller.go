@@ -13,6 +13,7 @@ import (
 	"github.com/moatrpc/moat/registry"
 	"github.com/moatrpc/moat/rpc"
 	"github.com/moatrpc/moat/security"
+	"github.com/moatrpc/moat/security/fields"
 )
 
 // callerConfig is how a command that talks to services and Consul finds
@@ -21,6 +22,7 @@ type callerConfig struct {
 	certsDir string
 	as       string
 	consul   string
+	keysDir  string
 	timeout  time.Duration
 	asJSON   bool
 }
@@ -39,6 +41,25 @@ func addCallerFlags(cmd *cobra.Command, c *callerConfig) {
 	cmd.Flags().StringVar(&c.consul, "consul", os.Getenv(rpc.EnvConsulAddr),
 		"host:port of Consul's HTTPS API (default $"+rpc.EnvConsulAddr+")")
 	cmd.Flags().DurationVar(&c.timeout, "timeout", 30*time.Second, "how long the whole command may take")
+	cmd.Flags().StringVar(&c.keysDir, "keys", os.Getenv(rpc.EnvKeysetsDir),
+		"folder of field encryption keysets, to seal and open SECRET fields (default $"+rpc.EnvKeysetsDir+")")
+}
+
+// keyring loads the caller's keysets; without a folder it returns nil, and
+// calls whose requests carry SECRET fields are refused.
+func (c *callerConfig) keyring() (*fields.Keyring, error) {
+	if c.keysDir == "" {
+		return nil, nil
+	}
+	files, err := fields.KeysetFiles(c.keysDir)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no keyset files in %s; create one with 'moat keys init --dir %s'",
+			c.keysDir, c.keysDir)
+	}
+	return fields.LoadKeyring(files, fields.WithReloadInterval(0))
 }
 
 // addJSONFlag registers --json on commands that print tables.

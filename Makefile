@@ -4,7 +4,7 @@
 GO        ?= go
 BIN       := bin
 CONSUL    := $(BIN)/consul
-PROGRAMS  := $(BIN)/moat $(BIN)/auth $(BIN)/profile
+PROGRAMS  := $(BIN)/moat $(BIN)/auth $(BIN)/profile $(BIN)/audit
 GOFILES   := $(shell find . -name '*.go' -not -path './tools/*' -not -path './.dev/*') go.mod go.sum
 
 .PHONY: demo dev test test-short build consul generate check-generated lint vet fmt clean bench
@@ -40,6 +40,8 @@ $(BIN)/auth: $(GOFILES)
 	$(GO) build -o $@ ./services/auth/cmd/auth
 $(BIN)/profile: $(GOFILES)
 	$(GO) build -o $@ ./services/profile/cmd/profile
+$(BIN)/audit: $(GOFILES)
+	$(GO) build -o $@ ./services/audit/cmd/audit
 
 ## consul: build the MPL-2.0 Consul 1.16.1 agent from the Go module proxy (once)
 consul: $(CONSUL)

@@ -35,6 +35,10 @@ const (
 	// EnvKeysetsDir is a folder of keyset files (<name>.json) for field
 	// encryption; see [WithKeysetDir].
 	EnvKeysetsDir = "MOAT_KEYSETS_DIR"
+	// EnvNATSURL is the URL of a NATS server ("tls://host:port"); when set
+	// and no broker is given with [WithBroker], the service publishes and
+	// subscribes there with its own identity.
+	EnvNATSURL = "MOAT_NATS_URL"
 	// EnvRegisterTTL is the registration's health-check TTL, as a Go
 	// duration ("15s").
 	EnvRegisterTTL = "MOAT_REGISTER_TTL"
@@ -56,6 +60,9 @@ func WithEnv() Option {
 		}
 		if addr := os.Getenv(EnvAddress); addr != "" {
 			o.address = addr
+		}
+		if url := os.Getenv(EnvNATSURL); url != "" {
+			o.natsURL = url
 		}
 		if dir := os.Getenv(EnvKeysetsDir); dir != "" && o.keyring == nil {
 			o.keysetDir = dir

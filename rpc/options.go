@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/moatrpc/moat/broker"
 	"github.com/moatrpc/moat/registry"
 	"github.com/moatrpc/moat/security"
 	"github.com/moatrpc/moat/security/fields"
@@ -43,6 +44,8 @@ type options struct {
 	sealerOpts    []fields.SealerOption
 	callLog       bool
 	callLogOpts   []fields.LogOption
+	broker        broker.Broker
+	natsURL       string
 	trustDomain   string
 	logger        *slog.Logger
 	authorizer    security.Authorizer

@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/moatrpc/moat/broker"
 	"github.com/moatrpc/moat/registry"
 	"github.com/moatrpc/moat/security"
 	"github.com/moatrpc/moat/security/fields"
@@ -34,6 +35,9 @@ type Service struct {
 	owned   []func() error
 	sealer  *fields.Sealer
 	calls   *fields.CallLogger
+	pubsub  pubsub
+	// ownsBroker is set for a broker made from the environment.
+	ownsBroker bool
 
 	mu          sync.Mutex
 	stopMetrics func(context.Context) error
@@ -173,6 +177,14 @@ func (s *Service) init() error {
 	if o.registry == nil {
 		o.registry = DefaultRegistry()
 	}
+	if o.broker == nil && o.natsURL != "" {
+		b, err := broker.NewNATS(broker.WithIdentity(o.identity), broker.WithURL(o.natsURL),
+			broker.WithName(name), broker.WithLogger(o.logger))
+		if err != nil {
+			return fmt.Errorf("rpc: service %q: %w", name, err)
+		}
+		o.broker, s.ownsBroker = b, true
+	}
 	s.metrics.watchIdentity(o.identity)
 	if err := s.initFields(); err != nil {
 		return err
@@ -258,8 +270,14 @@ func (s *Service) Start(ctx context.Context) error {
 	if s.opts.ttl > 0 {
 		regOpts = append(regOpts, registry.WithTTL(s.opts.ttl))
 	}
+	if err := s.startBroker(ctx); err != nil {
+		s.server.grpc.Stop()
+		_ = s.stopBroker(context.WithoutCancel(ctx))
+		return err
+	}
 	if err := s.opts.registry.Register(ctx, node, regOpts...); err != nil {
 		s.server.grpc.Stop()
+		_ = s.stopBroker(context.WithoutCancel(ctx))
 		return fmt.Errorf("rpc: register %q in %s: %w", s.name, s.opts.registry, err)
 	}
 	s.node = node
@@ -300,6 +318,9 @@ func (s *Service) registration(addr net.Addr) (*registry.Service, error) {
 		registry.MetaRegistry:  s.opts.registry.String(),
 		registry.MetaTransport: "grpc",
 	}
+	if s.opts.broker != nil {
+		md[registry.MetaBroker] = s.opts.broker.String()
+	}
 	for k, v := range s.opts.metadata {
 		md[k] = v
 	}
@@ -335,6 +356,9 @@ func (s *Service) Stop(ctx context.Context) error {
 		if s.sweepStop != nil {
 			close(s.sweepStop)
 			<-s.sweepDone
+		}
+		if err := s.stopBroker(ctx); err != nil {
+			errs = append(errs, err)
 		}
 		if s.stopMetrics != nil {
 			if err := s.stopMetrics(ctx); err != nil {

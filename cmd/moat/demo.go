@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moatrpc/moat/internal/devenv"
+	auditv1 "github.com/moatrpc/moat/proto/moat/example/audit/v1"
 	"github.com/moatrpc/moat/registry"
 	"github.com/moatrpc/moat/rpc"
 	"github.com/moatrpc/moat/security"
@@ -54,13 +56,15 @@ func runDemo(ctx context.Context, out io.Writer, dir, binDir string, rounds int)
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
-	slog.Info("starting dev environment: CA, certificates, Consul over mutual TLS", "dir", dir)
-	env, err := devenv.Start(ctx, devenv.EnvConfig{Dir: dir, Services: []string{"auth", "profile", "caller"}})
+	slog.Info("starting dev environment: CA, certificates, keysets, Consul and NATS over mutual TLS",
+		"dir", dir)
+	env, err := devenv.Start(ctx, devenv.EnvConfig{Dir: dir,
+		Services: []string{"auth", "profile", "audit", "caller"}})
 	if err != nil {
 		return err
 	}
 	defer env.Stop()
-	slog.Info("Consul is up", "https", env.Consul.Addr())
+	slog.Info("Consul and NATS are up", "consul", env.Consul.Addr(), "nats", env.NATS.ClientURL())
 
 	callerID, err := security.LoadIdentity(securityFiles(env, "caller"))
 	if err != nil {
@@ -81,14 +85,14 @@ func runDemo(ctx context.Context, out io.Writer, dir, binDir string, rounds int)
 		}
 		wg.Wait()
 	}()
-	for _, name := range []string{"auth", "profile"} {
+	for _, name := range demoServices {
 		p, err := startService(filepath.Join(binDir, name), name, env, &wg)
 		if err != nil {
 			return err
 		}
 		procs[name] = p
 	}
-	for _, name := range []string{"auth", "profile"} {
+	for _, name := range demoServices {
 		if err := waitRegistered(ctx, reg, name, 30*time.Second); err != nil {
 			return err
 		}
@@ -120,6 +124,10 @@ func runDemo(ctx context.Context, out io.Writer, dir, binDir string, rounds int)
 	res := scenario.Run(callCtx, authConn, profileConn, users, rounds)
 	cancel()
 
+	// Every contact update was published; the audit service records each
+	// event once (queue group), from the verified publisher.
+	summary, auditErr := auditSummary(ctx, reg, callerID, ring, int64(res.Updates))
+
 	slog.Info("stopping services")
 	for name, p := range procs {
 		_ = p.Process.Signal(syscall.SIGTERM)
@@ -127,7 +135,7 @@ func runDemo(ctx context.Context, out io.Writer, dir, binDir string, rounds int)
 	}
 	wg.Wait()
 	var clean []string
-	for _, name := range []string{"auth", "profile"} {
+	for _, name := range demoServices {
 		if _, err := reg.GetService(ctx, name); errors.Is(err, registry.ErrNotFound) {
 			clean = append(clean, name)
 		}
@@ -136,13 +144,19 @@ func runDemo(ctx context.Context, out io.Writer, dir, binDir string, rounds int)
 	fmt.Fprintf(out, "\nmoat demo summary\n")
 	fmt.Fprintf(out, "  users:          %d synthetic, %d rounds\n", len(users), rounds)
 	fmt.Fprintf(out, "  calls:          %d from the caller (+%d profile->auth checks)\n",
-		res.Calls, res.Calls/2)
+		res.Calls, res.Calls*2/3)
 	fmt.Fprintf(out, "  errors:         %d\n", len(res.Errors))
 	fmt.Fprintf(out, "  latency:        p50 %v, p99 %v\n",
 		res.Percentile(50).Round(time.Microsecond), res.Percentile(99).Round(time.Microsecond))
-	fmt.Fprintf(out, "  transport:      mutual TLS 1.3, identities spiffe://%s/svc/{caller,auth,profile}\n",
+	fmt.Fprintf(out, "  transport:      mutual TLS 1.3, identities spiffe://%s/svc/{caller,auth,profile,audit}\n",
 		env.CA.TrustDomain().Name())
-	fmt.Fprintf(out, "  deregistered:   %v of [auth profile]\n", clean)
+	if auditErr == nil {
+		fmt.Fprintf(out, "  events:         %d profile.updated published, %d recorded by audit from %v\n",
+			res.Updates, summary.GetEvents(), summary.GetPublishers())
+	} else {
+		fmt.Fprintf(out, "  events:         %v\n", auditErr)
+	}
+	fmt.Fprintf(out, "  deregistered:   %v of %v\n", clean, demoServices)
 	for i, err := range res.Errors {
 		if i == 5 {
 			fmt.Fprintf(out, "  ... %d more errors\n", len(res.Errors)-5)
@@ -153,7 +167,10 @@ func runDemo(ctx context.Context, out io.Writer, dir, binDir string, rounds int)
 	if len(res.Errors) > 0 {
 		return fmt.Errorf("%d of %d calls failed", len(res.Errors), res.Calls)
 	}
-	if len(clean) != 2 {
+	if auditErr != nil {
+		return auditErr
+	}
+	if len(clean) != len(demoServices) {
 		return fmt.Errorf("services still registered after stop: only %v deregistered", clean)
 	}
 	fmt.Fprintln(out, "  result:         every call succeeded")
@@ -215,4 +232,39 @@ func mustKeysetFiles(dir string) map[string]string {
 		return map[string]string{}
 	}
 	return files
+}
+
+// demoServices run as separate processes during the demo.
+var demoServices = []string{"auth", "profile", "audit"}
+
+// auditSummary asks the audit service what it recorded, waiting a little
+// for the last events to arrive, and checks it recorded want events, all
+// from profile.
+func auditSummary(ctx context.Context, reg registry.Registry, id *security.Identity,
+	ring *fields.Keyring, want int64) (*auditv1.SummaryResponse, error) {
+	conn, err := rpc.Dial(reg, id, "audit", rpc.WithDialKeyring(ring))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	client := auditv1.NewAuditServiceClient(conn)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		summary, err := client.Summary(callCtx, &auditv1.SummaryRequest{})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("audit summary: %w", err)
+		}
+		if summary.GetEvents() >= want || time.Now().After(deadline) {
+			if summary.GetEvents() != want {
+				return summary, fmt.Errorf("audit recorded %d events, want %d", summary.GetEvents(), want)
+			}
+			if len(summary.GetPublishers()) != 1 || !strings.HasSuffix(summary.GetPublishers()[0], "/svc/profile") {
+				return summary, fmt.Errorf("audit events came from %v, want profile only", summary.GetPublishers())
+			}
+			return summary, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/moatrpc/moat/broker"
 	"github.com/moatrpc/moat/security"
 	"github.com/moatrpc/moat/security/fields"
 )
@@ -27,7 +29,11 @@ type Env struct {
 	KeysDir string
 	CA      *security.CA
 	Consul  *Consul
-	cfg     EnvConfig
+	// NATS is the embedded NATS server, over mutual TLS.
+	NATS *broker.Embedded
+
+	cfg    EnvConfig
+	natsID *security.FileSource
 }
 
 // EnvConfig says how to set up an [Env].
@@ -95,7 +101,29 @@ func Start(ctx context.Context, cfg EnvConfig) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Env{Dir: cfg.Dir, CertsDir: certs, KeysDir: keys, CA: ca, Consul: consul, cfg: cfg}, nil
+	natsFiles, err := ca.IssueFiles(certs, "nats", security.WithLifetime(7*24*time.Hour))
+	if err != nil {
+		consul.Stop()
+		return nil, err
+	}
+	natsID, err := security.WatchIdentity(natsFiles)
+	if err != nil {
+		consul.Stop()
+		return nil, err
+	}
+	natsOpts := []broker.EmbeddedOption{broker.WithStoreDir(filepath.Join(cfg.Dir, "nats"))}
+	if p := previousPort(filepath.Join(cfg.Dir, "nats")); p != 0 && portFree(p) {
+		natsOpts = append(natsOpts, broker.WithPort(p))
+	}
+	nats, err := broker.StartEmbedded(ctx, natsID, natsOpts...)
+	if err != nil {
+		natsID.Close()
+		consul.Stop()
+		return nil, err
+	}
+	_ = os.WriteFile(filepath.Join(cfg.Dir, "nats", "https-port"), []byte(strconv.Itoa(nats.Port())), 0o600)
+	return &Env{Dir: cfg.Dir, CertsDir: certs, KeysDir: keys, CA: ca, Consul: consul, NATS: nats,
+		cfg: cfg, natsID: natsID}, nil
 }
 
 // Renew reissues the services' certificates at two thirds of their
@@ -139,6 +167,7 @@ func (e *Env) Vars() map[string]string {
 		"MOAT_CERTS_DIR":    abs,
 		"MOAT_KEYSETS_DIR":  keys,
 		"MOAT_CONSUL_ADDR":  e.Consul.Addr(),
+		"MOAT_NATS_URL":     e.NATS.ClientURL(),
 		"MOAT_TRUST_DOMAIN": e.CA.TrustDomain().Name(),
 	}
 }
@@ -167,8 +196,12 @@ func (e *Env) WriteEnvFile() (string, error) {
 	return path, nil
 }
 
-// Stop stops Consul.
-func (e *Env) Stop() error { return e.Consul.Stop() }
+// Stop stops NATS and Consul.
+func (e *Env) Stop() error {
+	e.NATS.Shutdown()
+	e.natsID.Close()
+	return e.Consul.Stop()
+}
 
 // ensureKeyset creates a cleartext development keyset called name in dir
 // unless one exists.

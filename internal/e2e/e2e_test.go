@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -32,14 +33,17 @@ func TestEavesdropperSeesNoSecrets(t *testing.T) {
 	authAddr, profileAddr := freeAddr(t), freeAddr(t)
 	authRelay := newRelay(t, authAddr)
 	profileRelay := newRelay(t, profileAddr)
+	natsRelay := newRelay(t, strings.TrimPrefix(e.NATS.ClientURL(), "tls://"))
+	natsURL := "MOAT_NATS_URL=tls://" + natsRelay.addr()
 
 	authProc := e.startProc("auth", "MOAT_CONSUL_ADDR="+consulRelay.addr(),
-		"MOAT_ADDRESS="+authAddr, "MOAT_ADVERTISE="+authRelay.addr())
+		"MOAT_ADDRESS="+authAddr, "MOAT_ADVERTISE="+authRelay.addr(), natsURL)
 	profileProc := e.startProc("profile", "MOAT_CONSUL_ADDR="+consulRelay.addr(),
-		"MOAT_ADDRESS="+profileAddr, "MOAT_ADVERTISE="+profileRelay.addr())
+		"MOAT_ADDRESS="+profileAddr, "MOAT_ADVERTISE="+profileRelay.addr(), natsURL)
+	auditProc := e.startProc("audit", "MOAT_CONSUL_ADDR="+consulRelay.addr(), natsURL)
 
 	reg := e.registry("caller", consulRelay.addr())
-	for _, name := range []string{"auth", "profile"} {
+	for _, name := range []string{"auth", "profile", "audit"} {
 		waitFor(t, 20*time.Second, name+" registered", func() bool {
 			_, err := reg.GetService(ctxT(t, 5*time.Second), name)
 			return err == nil
@@ -62,10 +66,13 @@ func TestEavesdropperSeesNoSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := scenario.Run(ctxT(t, time.Minute), authConn, profileConn, users, 2)
-	if len(res.Errors) > 0 || res.Calls != 4*len(users) {
+	if len(res.Errors) > 0 || res.Calls != 6*len(users) {
 		t.Fatalf("scenario: %d calls, errors %v", res.Calls, res.Errors)
 	}
 	secrets := append(services.Secrets(users), res.Tokens...)
+	waitFor(t, 10*time.Second, "audit recorded every update", func() bool {
+		return strings.Count(auditProc.logs(), "audit: profile updated") == res.Updates
+	})
 
 	for _, c := range []struct {
 		name  string
@@ -74,13 +81,15 @@ func TestEavesdropperSeesNoSecrets(t *testing.T) {
 		{"caller and services -> auth", authRelay},
 		{"caller -> profile", profileRelay},
 		{"services -> Consul", consulRelay},
+		{"services -> NATS (profile.updated events)", natsRelay},
 	} {
 		data, conns := c.relay.capture()
 		if conns == 0 || len(data) < 1000 {
 			t.Fatalf("%s: relay carried %d connections, %d bytes; the traffic did not go through it",
 				c.name, conns, len(data))
 		}
-		if data[0] != 0x16 {
+		// NATS greets in clear (INFO, with no data in it) before TLS.
+		if data[0] != 0x16 && !bytes.HasPrefix(data, []byte("INFO ")) {
 			t.Fatalf("%s: first byte %#x is not a TLS handshake record", c.name, data[0])
 		}
 		if found := containsAny(data, secrets); len(found) > 0 {
@@ -96,9 +105,9 @@ func TestEavesdropperSeesNoSecrets(t *testing.T) {
 
 	// The services log every call with its messages, redacted: markers,
 	// never a secret of the scenario.
-	for _, p := range []*proc{authProc, profileProc} {
+	for _, p := range []*proc{authProc, profileProc, auditProc} {
 		logs := p.logs()
-		if !strings.Contains(logs, "[REDACTED]") || !strings.Contains(logs, "grpc.request.content") {
+		if p != auditProc && (!strings.Contains(logs, "[REDACTED]") || !strings.Contains(logs, "grpc.request.content")) {
 			t.Fatalf("%s logs show no redacted payloads:\n%s", p.name, logs)
 		}
 		if found := containsAny([]byte(logs), secrets); len(found) > 0 {

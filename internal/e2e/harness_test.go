@@ -39,6 +39,7 @@ func TestMain(m *testing.M) {
 		for name, pkg := range map[string]string{
 			"auth":    "github.com/moatrpc/moat/services/auth/cmd/auth",
 			"profile": "github.com/moatrpc/moat/services/profile/cmd/profile",
+			"audit":   "github.com/moatrpc/moat/services/audit/cmd/audit",
 		} {
 			out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
 			if err != nil {
@@ -65,7 +66,7 @@ func startEnv(t *testing.T) *env {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	e, err := devenv.Start(ctx, devenv.EnvConfig{
-		Dir: t.TempDir(), TrustDomain: "moat.test", Services: []string{"auth", "profile", "caller"},
+		Dir: t.TempDir(), TrustDomain: "moat.test", Services: []string{"auth", "profile", "audit", "caller"},
 	})
 	if err != nil {
 		t.Fatalf("start dev environment: %v", err)

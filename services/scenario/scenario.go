@@ -1,6 +1,8 @@
 // Package scenario is the threat model's scenario played against the
-// example services: every synthetic user logs in with auth, then fetches
-// their profile from profile, which checks the session with auth.
+// example services: every synthetic user logs in with auth, fetches their
+// profile from profile (which checks the session with auth), then updates
+// their contact details (profile checks the session again and publishes a
+// ProfileUpdated event).
 package scenario
 
 import (
@@ -19,9 +21,13 @@ import (
 
 // Result summarises a run.
 type Result struct {
-	// Calls counts the calls made by the caller (login and profile fetch
-	// per user); each profile fetch makes one more call, to auth.
+	// Calls counts the calls made by the caller (login, profile fetch and
+	// contact update per user); the last two make one more call each, from
+	// profile to auth.
 	Calls  int
+	// Updates counts the successful contact updates, each of which
+	// publishes one event.
+	Updates int
 	Errors []error
 	// Latencies of successful calls, in the order made.
 	Latencies []time.Duration
@@ -82,6 +88,22 @@ func Run(ctx context.Context, authConn, profileConn grpc.ClientConnInterface, us
 				}
 				return nil
 			})
+			// The same details again, so that every round expects the same
+			// profile; the update is announced all the same.
+			err = timed(func() error {
+				resp, err := profc.UpdateContact(ctx, &profilev1.UpdateContactRequest{
+					SessionToken: login.GetSessionToken(), Phone: u.Phone, Email: u.Email})
+				if err != nil {
+					return fmt.Errorf("update of %s: %w", u.Username, err)
+				}
+				if !proto.Equal(resp.GetProfile(), Expected(u)) {
+					return fmt.Errorf("update of %s: wrong profile returned", u.Username)
+				}
+				return nil
+			})
+			if err == nil {
+				r.Updates++
+			}
 		}
 	}
 	return r

@@ -35,7 +35,12 @@ func main() {
 	// Profile calls auth by its registry name; the connection opens on
 	// first use and accepts only a server proving it is "auth".
 	authSvc := authv1.NewAuthService("auth", svc.Client())
-	profilev1.RegisterProfileServiceHandler(svc.Server(), profile.New(users, authSvc))
+	h := profile.New(users, authSvc)
+	// With a broker (MOAT_NATS_URL), changes are published as events.
+	if _, err := svc.Broker(); err == nil {
+		h.SetPublisher(svc)
+	}
+	profilev1.RegisterProfileServiceHandler(svc.Server(), h)
 	if err := svc.Run(context.Background()); err != nil {
 		logger.Error("run", "err", err)
 		os.Exit(1)

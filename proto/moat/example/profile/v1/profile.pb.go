@@ -261,6 +261,201 @@ func (x *Address) GetCountry() string {
 	return ""
 }
 
+// UpdateContactRequest carries the new contact details.
+type UpdateContactRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionToken  string                 `protobuf:"bytes,1,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	Phone         string                 `protobuf:"bytes,2,opt,name=phone,proto3" json:"phone,omitempty"`
+	Email         string                 `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateContactRequest) Reset() {
+	*x = UpdateContactRequest{}
+	mi := &file_moat_example_profile_v1_profile_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateContactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateContactRequest) ProtoMessage() {}
+
+func (x *UpdateContactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_moat_example_profile_v1_profile_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateContactRequest.ProtoReflect.Descriptor instead.
+func (*UpdateContactRequest) Descriptor() ([]byte, []int) {
+	return file_moat_example_profile_v1_profile_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *UpdateContactRequest) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+func (x *UpdateContactRequest) GetPhone() string {
+	if x != nil {
+		return x.Phone
+	}
+	return ""
+}
+
+func (x *UpdateContactRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+// UpdateContactResponse holds the updated profile.
+type UpdateContactResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Profile       *Profile               `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateContactResponse) Reset() {
+	*x = UpdateContactResponse{}
+	mi := &file_moat_example_profile_v1_profile_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateContactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateContactResponse) ProtoMessage() {}
+
+func (x *UpdateContactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_moat_example_profile_v1_profile_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateContactResponse.ProtoReflect.Descriptor instead.
+func (*UpdateContactResponse) Descriptor() ([]byte, []int) {
+	return file_moat_example_profile_v1_profile_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UpdateContactResponse) GetProfile() *Profile {
+	if x != nil {
+		return x.Profile
+	}
+	return nil
+}
+
+// ProfileUpdated is the event published when a profile changes.
+type ProfileUpdated struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// changed_fields names the fields that changed, such as "phone".
+	ChangedFields []string `protobuf:"bytes,2,rep,name=changed_fields,json=changedFields,proto3" json:"changed_fields,omitempty"`
+	Phone         string   `protobuf:"bytes,3,opt,name=phone,proto3" json:"phone,omitempty"`
+	Email         string   `protobuf:"bytes,4,opt,name=email,proto3" json:"email,omitempty"`
+	// session_token is the session that made the change, sealed so that only
+	// holders of the keyset (the audit service) can correlate it.
+	SessionToken string `protobuf:"bytes,5,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	// updated_unix is the time of the change in seconds since the Unix epoch.
+	UpdatedUnix   int64 `protobuf:"varint,6,opt,name=updated_unix,json=updatedUnix,proto3" json:"updated_unix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProfileUpdated) Reset() {
+	*x = ProfileUpdated{}
+	mi := &file_moat_example_profile_v1_profile_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProfileUpdated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProfileUpdated) ProtoMessage() {}
+
+func (x *ProfileUpdated) ProtoReflect() protoreflect.Message {
+	mi := &file_moat_example_profile_v1_profile_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProfileUpdated.ProtoReflect.Descriptor instead.
+func (*ProfileUpdated) Descriptor() ([]byte, []int) {
+	return file_moat_example_profile_v1_profile_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ProfileUpdated) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ProfileUpdated) GetChangedFields() []string {
+	if x != nil {
+		return x.ChangedFields
+	}
+	return nil
+}
+
+func (x *ProfileUpdated) GetPhone() string {
+	if x != nil {
+		return x.Phone
+	}
+	return ""
+}
+
+func (x *ProfileUpdated) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *ProfileUpdated) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+func (x *ProfileUpdated) GetUpdatedUnix() int64 {
+	if x != nil {
+		return x.UpdatedUnix
+	}
+	return 0
+}
+
 var File_moat_example_profile_v1_profile_proto protoreflect.FileDescriptor
 
 const file_moat_example_profile_v1_profile_proto_rawDesc = "" +
@@ -281,10 +476,24 @@ const file_moat_example_profile_v1_profile_proto_rawDesc = "" +
 	"\x04city\x18\x02 \x01(\tB\x06\xa2\xcf\x18\x02\b\x02R\x04city\x12'\n" +
 	"\vpostal_code\x18\x03 \x01(\tB\x06\xa2\xcf\x18\x02\b\x02R\n" +
 	"postalCode\x12 \n" +
-	"\acountry\x18\x04 \x01(\tB\x06\xa2\xcf\x18\x02\b\x02R\acountry2w\n" +
+	"\acountry\x18\x04 \x01(\tB\x06\xa2\xcf\x18\x02\b\x02R\acountry\"\x7f\n" +
+	"\x14UpdateContactRequest\x12+\n" +
+	"\rsession_token\x18\x01 \x01(\tB\x06\xa2\xcf\x18\x02\b\x03R\fsessionToken\x12\x1c\n" +
+	"\x05phone\x18\x02 \x01(\tB\x06\xa2\xcf\x18\x02\b\x02R\x05phone\x12\x1c\n" +
+	"\x05email\x18\x03 \x01(\tB\x06\xa2\xcf\x18\x02\b\x02R\x05email\"S\n" +
+	"\x15UpdateContactResponse\x12:\n" +
+	"\aprofile\x18\x01 \x01(\v2 .moat.example.profile.v1.ProfileR\aprofile\"\xdc\x01\n" +
+	"\x0eProfileUpdated\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12%\n" +
+	"\x0echanged_fields\x18\x02 \x03(\tR\rchangedFields\x12\x1c\n" +
+	"\x05phone\x18\x03 \x01(\tB\x06\xa2\xcf\x18\x02\b\x02R\x05phone\x12\x1c\n" +
+	"\x05email\x18\x04 \x01(\tB\x06\xa2\xcf\x18\x02\b\x02R\x05email\x12+\n" +
+	"\rsession_token\x18\x05 \x01(\tB\x06\xa2\xcf\x18\x02\b\x03R\fsessionToken\x12!\n" +
+	"\fupdated_unix\x18\x06 \x01(\x03R\vupdatedUnix2\xe7\x01\n" +
 	"\x0eProfileService\x12e\n" +
 	"\n" +
-	"GetProfile\x12*.moat.example.profile.v1.GetProfileRequest\x1a+.moat.example.profile.v1.GetProfileResponseB\xeb\x01\n" +
+	"GetProfile\x12*.moat.example.profile.v1.GetProfileRequest\x1a+.moat.example.profile.v1.GetProfileResponse\x12n\n" +
+	"\rUpdateContact\x12-.moat.example.profile.v1.UpdateContactRequest\x1a..moat.example.profile.v1.UpdateContactResponseB\xeb\x01\n" +
 	"\x1bcom.moat.example.profile.v1B\fProfileProtoP\x01Z?github.com/moatrpc/moat/proto/moat/example/profile/v1;profilev1\xa2\x02\x03MEP\xaa\x02\x17Moat.Example.Profile.V1\xca\x02\x17Moat\\Example\\Profile\\V1\xe2\x02#Moat\\Example\\Profile\\V1\\GPBMetadata\xea\x02\x1aMoat::Example::Profile::V1b\x06proto3"
 
 var (
@@ -299,23 +508,29 @@ func file_moat_example_profile_v1_profile_proto_rawDescGZIP() []byte {
 	return file_moat_example_profile_v1_profile_proto_rawDescData
 }
 
-var file_moat_example_profile_v1_profile_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_moat_example_profile_v1_profile_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_moat_example_profile_v1_profile_proto_goTypes = []any{
-	(*GetProfileRequest)(nil),  // 0: moat.example.profile.v1.GetProfileRequest
-	(*GetProfileResponse)(nil), // 1: moat.example.profile.v1.GetProfileResponse
-	(*Profile)(nil),            // 2: moat.example.profile.v1.Profile
-	(*Address)(nil),            // 3: moat.example.profile.v1.Address
+	(*GetProfileRequest)(nil),     // 0: moat.example.profile.v1.GetProfileRequest
+	(*GetProfileResponse)(nil),    // 1: moat.example.profile.v1.GetProfileResponse
+	(*Profile)(nil),               // 2: moat.example.profile.v1.Profile
+	(*Address)(nil),               // 3: moat.example.profile.v1.Address
+	(*UpdateContactRequest)(nil),  // 4: moat.example.profile.v1.UpdateContactRequest
+	(*UpdateContactResponse)(nil), // 5: moat.example.profile.v1.UpdateContactResponse
+	(*ProfileUpdated)(nil),        // 6: moat.example.profile.v1.ProfileUpdated
 }
 var file_moat_example_profile_v1_profile_proto_depIdxs = []int32{
 	2, // 0: moat.example.profile.v1.GetProfileResponse.profile:type_name -> moat.example.profile.v1.Profile
 	3, // 1: moat.example.profile.v1.Profile.address:type_name -> moat.example.profile.v1.Address
-	0, // 2: moat.example.profile.v1.ProfileService.GetProfile:input_type -> moat.example.profile.v1.GetProfileRequest
-	1, // 3: moat.example.profile.v1.ProfileService.GetProfile:output_type -> moat.example.profile.v1.GetProfileResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2, // 2: moat.example.profile.v1.UpdateContactResponse.profile:type_name -> moat.example.profile.v1.Profile
+	0, // 3: moat.example.profile.v1.ProfileService.GetProfile:input_type -> moat.example.profile.v1.GetProfileRequest
+	4, // 4: moat.example.profile.v1.ProfileService.UpdateContact:input_type -> moat.example.profile.v1.UpdateContactRequest
+	1, // 5: moat.example.profile.v1.ProfileService.GetProfile:output_type -> moat.example.profile.v1.GetProfileResponse
+	5, // 6: moat.example.profile.v1.ProfileService.UpdateContact:output_type -> moat.example.profile.v1.UpdateContactResponse
+	5, // [5:7] is the sub-list for method output_type
+	3, // [3:5] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_moat_example_profile_v1_profile_proto_init() }
@@ -329,7 +544,7 @@ func file_moat_example_profile_v1_profile_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_moat_example_profile_v1_profile_proto_rawDesc), len(file_moat_example_profile_v1_profile_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

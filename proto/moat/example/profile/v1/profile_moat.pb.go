@@ -21,6 +21,9 @@ import (
 type ProfileService interface {
 	// GetProfile returns the profile of the session's user.
 	GetProfile(ctx context.Context, in *GetProfileRequest, opts ...grpc.CallOption) (*GetProfileResponse, error)
+	// UpdateContact changes the session user's phone and e-mail, and
+	// publishes a ProfileUpdated event on topic "profile.updated".
+	UpdateContact(ctx context.Context, in *UpdateContactRequest, opts ...grpc.CallOption) (*UpdateContactResponse, error)
 }
 
 type moatProfileService struct {
@@ -44,6 +47,14 @@ func (x *moatProfileService) GetProfile(ctx context.Context, in *GetProfileReque
 	return NewProfileServiceClient(cc).GetProfile(ctx, in, opts...)
 }
 
+func (x *moatProfileService) UpdateContact(ctx context.Context, in *UpdateContactRequest, opts ...grpc.CallOption) (*UpdateContactResponse, error) {
+	cc, err := x.c.Conn(x.name)
+	if err != nil {
+		return nil, err
+	}
+	return NewProfileServiceClient(cc).UpdateContact(ctx, in, opts...)
+}
+
 // ProfileServiceHandler is the server API of
 // moat.example.profile.v1.ProfileService in go-micro's handler shape: each
 // method gets the request and fills in the response, or returns an error (a
@@ -54,6 +65,9 @@ func (x *moatProfileService) GetProfile(ctx context.Context, in *GetProfileReque
 type ProfileServiceHandler interface {
 	// GetProfile returns the profile of the session's user.
 	GetProfile(ctx context.Context, req *GetProfileRequest, rsp *GetProfileResponse) error
+	// UpdateContact changes the session user's phone and e-mail, and
+	// publishes a ProfileUpdated event on topic "profile.updated".
+	UpdateContact(ctx context.Context, req *UpdateContactRequest, rsp *UpdateContactResponse) error
 }
 
 // RegisterProfileServiceHandler serves h as the
@@ -71,6 +85,15 @@ func RegisterProfileServiceHandler(s *rpc.Server, h ProfileServiceHandler, wrapp
 			}
 			return h.GetProfile(ctx, in, out)
 		}, wrappers)
+	a.mUpdateContact = rpc.NewMicroMethod(s, ProfileService_UpdateContact_FullMethodName, false,
+		func(ctx context.Context, req rpc.Request, rsp any) error {
+			in, ok := req.Body().(*UpdateContactRequest)
+			out, ok2 := rsp.(*UpdateContactResponse)
+			if !ok || !ok2 {
+				return rpc.MessageMismatch(req)
+			}
+			return h.UpdateContact(ctx, in, out)
+		}, wrappers)
 	RegisterProfileServiceServer(s, a)
 }
 
@@ -78,12 +101,21 @@ func RegisterProfileServiceHandler(s *rpc.Server, h ProfileServiceHandler, wrapp
 // handler of type ProfileServiceHandler.
 type moatProfileServiceHandler struct {
 	UnimplementedProfileServiceServer
-	mGetProfile *rpc.MicroMethod
+	mGetProfile    *rpc.MicroMethod
+	mUpdateContact *rpc.MicroMethod
 }
 
 func (a *moatProfileServiceHandler) GetProfile(ctx context.Context, in *GetProfileRequest) (*GetProfileResponse, error) {
 	out := new(GetProfileResponse)
 	if err := a.mGetProfile.Serve(ctx, in, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (a *moatProfileServiceHandler) UpdateContact(ctx context.Context, in *UpdateContactRequest) (*UpdateContactResponse, error) {
+	out := new(UpdateContactResponse)
+	if err := a.mUpdateContact.Serve(ctx, in, out); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -24,11 +24,11 @@ type Result struct {
 	// Calls counts the calls made by the caller (login, profile fetch and
 	// contact update per user); the last two make one more call each, from
 	// profile to auth.
-	Calls  int
+	Calls int
 	// Updates counts the successful contact updates, each of which
 	// publishes one event.
 	Updates int
-	Errors []error
+	Errors  []error
 	// Latencies of successful calls, in the order made.
 	Latencies []time.Duration
 	// Tokens are the session tokens issued during the run, so that checks

@@ -26,10 +26,11 @@ func newDevCmd() *cobra.Command {
 		Use:   "dev",
 		Short: "Run the development environment: dev CA, certificates and a Consul agent over mutual TLS",
 		Long: `dev creates (or reuses) a development CA in <dir>/certs, issues a workload
-certificate for each service, starts a Consul agent bound to 127.0.0.1 that
-accepts only HTTPS with a client certificate from that CA, writes the
-variables services need to <dir>/env and prints them. It runs until
-interrupted, then stops Consul.`,
+certificate for each service, creates a development keyset in <dir>/keys,
+starts a Consul agent bound to 127.0.0.1 that accepts only TLS with a client
+certificate from that CA, starts an embedded NATS server that does the same,
+writes the variables services need to <dir>/env and prints them. It renews
+the certificates while it runs, and stops everything when interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -50,7 +51,11 @@ interrupted, then stops Consul.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "moat dev environment is up (trust domain %s)\n\n", env.CA.TrustDomain().Name())
+			fmt.Fprintf(out, "moat dev environment is up (trust domain %s)\n", env.CA.TrustDomain().Name())
+			fmt.Fprintf(out, "  Consul  https://%s (client certificate required)\n", env.Consul.Addr())
+			fmt.Fprintf(out, "  NATS    %s (client certificate required, server pinned as svc/nats)\n",
+				env.NATS.ClientURL())
+			fmt.Fprintf(out, "  keysets %s\n\n", env.KeysDir)
 			for _, kv := range env.Environ() {
 				fmt.Fprintf(out, "export %s\n", kv)
 			}
@@ -81,7 +86,7 @@ interrupted, then stops Consul.`,
 	}
 	cmd.Flags().StringVar(&dir, "dir", ".dev", "folder for certificates, Consul configuration and logs")
 	cmd.Flags().StringVar(&td, "trust-domain", devenv.DefaultTrustDomain, "trust domain of a new dev CA")
-	cmd.Flags().StringSliceVar(&services, "services", []string{"auth", "profile", "caller"},
+	cmd.Flags().StringSliceVar(&services, "services", []string{"auth", "profile", "audit", "caller"},
 		"services to issue workload certificates for")
 	cmd.Flags().DurationVar(&lifetime, "cert-lifetime", time.Hour, "lifetime of workload certificates")
 	return cmd

@@ -317,6 +317,12 @@ func readFile(path, what, fix string) ([]byte, error) {
 	return data, nil
 }
 
+// ParseCertificates reads every PEM CERTIFICATE block of data, in order.
+// Data without one is refused with an [*Error] of reason [ReasonMalformed].
+func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
+	return parseCerts(data, "PEM data", ReasonMalformed)
+}
+
 // parseCerts reads the CERTIFICATE blocks of data; none is refused with
 // reason none.
 func parseCerts(data []byte, subject string, none Reason) ([]*x509.Certificate, error) {

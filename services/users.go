@@ -7,6 +7,8 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+
+	profilev1 "github.com/moatrpc/moat/proto/moat/example/profile/v1"
 )
 
 // User is one synthetic user of the example services.
@@ -49,4 +51,18 @@ func Secrets(users []User) []string {
 		out = append(out, u.Password, u.Name, u.Address.Street, u.Phone, u.Email)
 	}
 	return out
+}
+
+// Profile returns u's profile as the profile service serves it.
+func (u User) Profile() *profilev1.Profile {
+	return &profilev1.Profile{
+		UserId: u.UserID,
+		Name:   u.Name,
+		Address: &profilev1.Address{
+			Street: u.Address.Street, City: u.Address.City,
+			PostalCode: u.Address.PostalCode, Country: u.Address.Country,
+		},
+		Phone: u.Phone,
+		Email: u.Email,
+	}
 }

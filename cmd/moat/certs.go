@@ -110,28 +110,12 @@ func inspect(w io.Writer, path, dir string) error {
 	if err != nil {
 		return err
 	}
-	data0 := data
-	var certs []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		if bytes.Contains(data0, []byte("PRIVATE KEY-----")) {
+	certs, err := security.ParseCertificates(data)
+	if err != nil {
+		if bytes.Contains(data, []byte("PRIVATE KEY-----")) {
 			return fmt.Errorf("%s holds a private key, not a certificate; inspect the .pem beside it", path)
 		}
-		return fmt.Errorf("%s holds no PEM certificate", path)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	now := time.Now()
 	for i, c := range certs {

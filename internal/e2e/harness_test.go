@@ -178,15 +178,16 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
-// relay forwards TCP connections to a target and records every byte that
-// crosses it, in both directions: what an eavesdropper on the wire sees.
+// relay forwards connections to a target and records every byte that
+// crosses it, in both directions: what an eavesdropper on the wire sees, or,
+// with TLS on both sides, what a proxy that terminates TLS sees.
 type relay struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	seen   bytes.Buffer
-	conns  int
-	wg     sync.WaitGroup
+	ln    net.Listener
+	dial  func() (net.Conn, error)
+	mu    sync.Mutex
+	seen  bytes.Buffer
+	conns int
+	wg    sync.WaitGroup
 }
 
 func newRelay(t *testing.T, target string) *relay {
@@ -195,7 +196,11 @@ func newRelay(t *testing.T, target string) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{ln: ln, target: target}
+	return startRelay(t, ln, func() (net.Conn, error) { return net.Dial("tcp", target) })
+}
+
+func startRelay(t *testing.T, ln net.Listener, dial func() (net.Conn, error)) *relay {
+	r := &relay{ln: ln, dial: dial}
 	go r.serve()
 	t.Cleanup(func() {
 		ln.Close()
@@ -212,7 +217,7 @@ func (r *relay) serve() {
 		if err != nil {
 			return
 		}
-		up, err := net.Dial("tcp", r.target)
+		up, err := r.dial()
 		if err != nil {
 			c.Close()
 			continue

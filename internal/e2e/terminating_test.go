@@ -3,9 +3,7 @@ package e2e
 import (
 	"bytes"
 	"crypto/tls"
-	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,19 +13,11 @@ import (
 	"github.com/moatrpc/moat/services/scenario"
 )
 
-// terminator is what a mesh sidecar or a load balancer in front of profile
-// does: it holds a valid workload certificate, ends the caller's TLS,
-// reads the plaintext, and opens its own TLS to the service.
-type terminator struct {
-	ln       net.Listener
-	upstream string
-	client   *tls.Config
-	mu       sync.Mutex
-	plain    bytes.Buffer
-	wg       sync.WaitGroup
-}
-
-func newTerminator(t *testing.T, front *security.Identity, back *security.Identity, upstream string) *terminator {
+// newTerminator starts what a mesh sidecar or a load balancer in front of
+// a service does: it holds a valid workload certificate (front), ends the
+// caller's TLS, reads the plaintext, and opens its own TLS to the service
+// with its own certificate (back).
+func newTerminator(t *testing.T, front, back *security.Identity, upstream string) *relay {
 	t.Helper()
 	sconf, err := security.ServerTLSConfig(front)
 	if err != nil {
@@ -41,59 +31,7 @@ func newTerminator(t *testing.T, front *security.Identity, back *security.Identi
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &terminator{ln: ln, upstream: upstream, client: cconf}
-	go tr.serve()
-	t.Cleanup(func() {
-		ln.Close()
-		tr.wg.Wait()
-	})
-	return tr
-}
-
-func (tr *terminator) serve() {
-	for {
-		down, err := tr.ln.Accept()
-		if err != nil {
-			return
-		}
-		up, err := tls.Dial("tcp", tr.upstream, tr.client)
-		if err != nil {
-			down.Close()
-			continue
-		}
-		tr.wg.Add(2)
-		go tr.pipe(up, down)
-		go tr.pipe(down, up)
-	}
-}
-
-func (tr *terminator) pipe(dst, src net.Conn) {
-	defer tr.wg.Done()
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			tr.mu.Lock()
-			tr.plain.Write(buf[:n])
-			tr.mu.Unlock()
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			if err != io.EOF {
-				src.Close()
-			}
-			return
-		}
-	}
-}
-
-func (tr *terminator) seen() []byte {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return bytes.Clone(tr.plain.Bytes())
+	return startRelay(t, ln, func() (net.Conn, error) { return tls.Dial("tcp", upstream, cconf) })
 }
 
 // A proxy that terminates TLS with a trusted certificate sees PII (TLS
@@ -119,7 +57,7 @@ func TestTLSTerminatingProxySeesSecretsOnlyAsCiphertext(t *testing.T) {
 	proxy := newTerminator(t, e.identity("profile"), sidecar, profileAddr)
 
 	// The caller finds profile behind the proxy.
-	viaProxy := registryWith(t, "profile", proxy.ln.Addr().String())
+	viaProxy := registryWith(t, "profile", proxy.addr())
 	caller := e.identity("caller")
 	authConn, err := rpc.Dial(reg, caller, "auth", e.keyring())
 	if err != nil {
@@ -137,7 +75,7 @@ func TestTLSTerminatingProxySeesSecretsOnlyAsCiphertext(t *testing.T) {
 	if len(res.Errors) > 0 {
 		t.Fatalf("scenario through the proxy: %v", res.Errors)
 	}
-	plain := proxy.seen()
+	plain, _ := proxy.capture()
 	// Public fields of the responses show that the proxy reads plaintext.
 	if !bytes.Contains(plain, []byte(users[0].UserID)) {
 		t.Fatal("the proxy did not see the plaintext gRPC stream")

@@ -48,16 +48,7 @@ func (h *Handler) SetPublisher(p Publisher) { h.publisher = p }
 func New(users []services.User, auth authv1.AuthService) *Handler {
 	h := &Handler{auth: auth, profiles: map[string]*profilev1.Profile{}}
 	for _, u := range users {
-		h.profiles[u.UserID] = &profilev1.Profile{
-			UserId: u.UserID,
-			Name:   u.Name,
-			Address: &profilev1.Address{
-				Street: u.Address.Street, City: u.Address.City,
-				PostalCode: u.Address.PostalCode, Country: u.Address.Country,
-			},
-			Phone: u.Phone,
-			Email: u.Email,
-		}
+		h.profiles[u.UserID] = u.Profile()
 	}
 	return h
 }
@@ -65,18 +56,12 @@ func New(users []services.User, auth authv1.AuthService) *Handler {
 // GetProfile validates the session with auth and returns its user's profile.
 func (h *Handler) GetProfile(ctx context.Context, req *profilev1.GetProfileRequest,
 	rsp *profilev1.GetProfileResponse) error {
-	if req.GetSessionToken() == "" {
-		return status.Error(codes.InvalidArgument, "profile: session token is required")
-	}
-	v, err := h.auth.Validate(ctx, &authv1.ValidateRequest{SessionToken: req.GetSessionToken()})
+	userID, err := h.session(ctx, req.GetSessionToken())
 	if err != nil {
-		return status.Errorf(codes.Unavailable, "profile: cannot validate session: %v", status.Code(err))
-	}
-	if !v.GetValid() {
-		return status.Error(codes.Unauthenticated, "profile: session is not valid")
+		return err
 	}
 	h.mu.RLock()
-	p, ok := h.profiles[v.GetUserId()]
+	p, ok := h.profiles[userID]
 	h.mu.RUnlock()
 	if !ok {
 		return status.Error(codes.NotFound, "profile: no profile for this user")
@@ -85,23 +70,32 @@ func (h *Handler) GetProfile(ctx context.Context, req *profilev1.GetProfileReque
 	return nil
 }
 
+// session asks auth whose token it is.
+func (h *Handler) session(ctx context.Context, token string) (userID string, err error) {
+	if token == "" {
+		return "", status.Error(codes.InvalidArgument, "profile: session token is required")
+	}
+	v, err := h.auth.Validate(ctx, &authv1.ValidateRequest{SessionToken: token})
+	if err != nil {
+		return "", status.Errorf(codes.Unavailable, "profile: cannot validate session: %v", status.Code(err))
+	}
+	if !v.GetValid() {
+		return "", status.Error(codes.Unauthenticated, "profile: session is not valid")
+	}
+	return v.GetUserId(), nil
+}
+
 // UpdateContact changes the session user's phone and e-mail and publishes
 // a ProfileUpdated event.
 func (h *Handler) UpdateContact(ctx context.Context, req *profilev1.UpdateContactRequest,
 	rsp *profilev1.UpdateContactResponse) error {
-	if req.GetSessionToken() == "" {
-		return status.Error(codes.InvalidArgument, "profile: session token is required")
-	}
-	v, err := h.auth.Validate(ctx, &authv1.ValidateRequest{SessionToken: req.GetSessionToken()})
+	userID, err := h.session(ctx, req.GetSessionToken())
 	if err != nil {
-		return status.Errorf(codes.Unavailable, "profile: cannot validate session: %v", status.Code(err))
-	}
-	if !v.GetValid() {
-		return status.Error(codes.Unauthenticated, "profile: session is not valid")
+		return err
 	}
 
 	h.mu.Lock()
-	old, ok := h.profiles[v.GetUserId()]
+	old, ok := h.profiles[userID]
 	if !ok {
 		h.mu.Unlock()
 		return status.Error(codes.NotFound, "profile: no profile for this user")
@@ -118,7 +112,7 @@ func (h *Handler) UpdateContact(ctx context.Context, req *profilev1.UpdateContac
 		updated.Email = req.GetEmail()
 		changed = append(changed, "email")
 	}
-	h.profiles[v.GetUserId()] = updated
+	h.profiles[userID] = updated
 	h.mu.Unlock()
 
 	if h.publisher != nil {

@@ -110,15 +110,4 @@ func Run(ctx context.Context, authConn, profileConn grpc.ClientConnInterface, us
 }
 
 // Expected returns the profile the profile service must return for u.
-func Expected(u services.User) *profilev1.Profile {
-	return &profilev1.Profile{
-		UserId: u.UserID,
-		Name:   u.Name,
-		Address: &profilev1.Address{
-			Street: u.Address.Street, City: u.Address.City,
-			PostalCode: u.Address.PostalCode, Country: u.Address.Country,
-		},
-		Phone: u.Phone,
-		Email: u.Email,
-	}
-}
+func Expected(u services.User) *profilev1.Profile { return u.Profile() }

@@ -39,6 +39,12 @@ const (
 	// and no broker is given with [WithBroker], the service publishes and
 	// subscribes there with its own identity.
 	EnvNATSURL = "MOAT_NATS_URL"
+	// EnvCRLFile is a revocation list (PEM) to refuse revoked peers with;
+	// see [WithRevocation].
+	EnvCRLFile = "MOAT_CRL_FILE"
+	// EnvMetricsAddr serves metrics over mutual TLS; see
+	// [WithMetricsAddress].
+	EnvMetricsAddr = "MOAT_METRICS_ADDR"
 	// EnvRegisterTTL is the registration's health-check TTL, as a Go
 	// duration ("15s").
 	EnvRegisterTTL = "MOAT_REGISTER_TTL"
@@ -60,6 +66,12 @@ func WithEnv() Option {
 		}
 		if addr := os.Getenv(EnvAddress); addr != "" {
 			o.address = addr
+		}
+		if path := os.Getenv(EnvCRLFile); path != "" {
+			o.crlFile = path
+		}
+		if addr := os.Getenv(EnvMetricsAddr); addr != "" {
+			o.metricsAddr = addr
 		}
 		if url := os.Getenv(EnvNATSURL); url != "" {
 			o.natsURL = url

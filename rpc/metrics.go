@@ -105,7 +105,11 @@ func (s *Service) Metrics() *prometheus.Registry { return s.metrics.reg }
 
 // serveMetrics serves /metrics over mutual TLS on addr until Stop.
 func (s *Service) serveMetrics(addr string) (stop func(context.Context) error, bound net.Addr, err error) {
-	conf, err := security.ServerTLSConfig(s.opts.identity)
+	var tlsOpts []security.TLSOption
+	if s.opts.revocation != nil {
+		tlsOpts = append(tlsOpts, security.WithRevocation(s.opts.revocation))
+	}
+	conf, err := security.ServerTLSConfig(s.opts.identity, tlsOpts...)
 	if err != nil {
 		return nil, nil, err
 	}

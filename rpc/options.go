@@ -46,6 +46,7 @@ type options struct {
 	callLogOpts   []fields.LogOption
 	broker        broker.Broker
 	natsURL       string
+	crlFile       string
 	trustDomain   string
 	logger        *slog.Logger
 	authorizer    security.Authorizer

@@ -185,6 +185,14 @@ func (s *Service) init() error {
 		}
 		o.broker, s.ownsBroker = b, true
 	}
+	if o.crlFile != "" {
+		crl := security.NewCRLFile(o.crlFile, o.identity, security.WithCRLAuditHook(o.audit))
+		if o.revocation != nil {
+			o.revocation = security.Revocations{o.revocation, crl}
+		} else {
+			o.revocation = crl
+		}
+	}
 	s.metrics.watchIdentity(o.identity)
 	if err := s.initFields(); err != nil {
 		return err

@@ -42,7 +42,7 @@ type Revocation interface {
 // It is safe for concurrent use.
 type CRLFile struct {
 	path       string
-	src        Source
+	roots      func() []*x509.Certificate
 	allowStale bool
 	audit      AuditHook
 	now        func() time.Time
@@ -73,7 +73,17 @@ func WithCRLClock(now func() time.Time) CRLOption { return func(c *CRLFile) { c.
 // against src's current trust bundle. A missing file is not an error here:
 // checks fail closed until it appears.
 func NewCRLFile(path string, src Source, opts ...CRLOption) *CRLFile {
-	c := &CRLFile{path: path, src: src, now: time.Now}
+	return newCRLFile(path, func() []*x509.Certificate { return src.Current().roots }, opts)
+}
+
+// NewCRLFileWithRoots is [NewCRLFile] for a fixed set of issuers, for
+// tools that have a CA but no workload identity.
+func NewCRLFileWithRoots(path string, roots []*x509.Certificate, opts ...CRLOption) *CRLFile {
+	return newCRLFile(path, func() []*x509.Certificate { return roots }, opts)
+}
+
+func newCRLFile(path string, roots func() []*x509.Certificate, opts []CRLOption) *CRLFile {
+	c := &CRLFile{path: path, roots: roots, now: time.Now}
 	for _, o := range opts {
 		o(c)
 	}
@@ -141,7 +151,7 @@ func (c *CRLFile) parse() (map[string]bool, time.Time, error) {
 		return nil, time.Time{}, fmt.Errorf("parse revocation list: %w", err)
 	}
 	var sigErr error = errors.New("signed by no root of the trust bundle")
-	for _, root := range c.src.Current().roots {
+	for _, root := range c.roots() {
 		if err := crl.CheckSignatureFrom(root); err == nil {
 			sigErr = nil
 			break

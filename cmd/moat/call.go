@@ -123,6 +123,11 @@ func runCall(ctx context.Context, out io.Writer, cfg *callerConfig, service, met
 	if err := (protojson.UnmarshalOptions{Resolver: types}).Unmarshal([]byte(body), req); err != nil {
 		return fmt.Errorf("request is not a valid %s in JSON: %w", md.Input().FullName(), err)
 	}
+	if ring == nil && fields.NeedsSealing(req) {
+		return fmt.Errorf("not sent: %s has SECRET fields, which moat never sends in clear; pass "+
+			"--keys with the keysets folder or set %s ('moat dev' prints it)",
+			md.Input().FullName(), rpc.EnvKeysetsDir)
+	}
 	path := "/" + string(md.Parent().FullName()) + "/" + string(md.Name())
 	print := func(m proto.Message) error { return printMessage(out, m, types, reveal) }
 

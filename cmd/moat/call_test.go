@@ -312,7 +312,7 @@ func TestCallServicesDescribe(t *testing.T) {
 		t.Setenv(rpc.EnvKeysetsDir, "")
 		_, _, err := runCLI(t, "call", "echo", "EchoService.Echo", `{"message":"m","secret":"s3"}`,
 			"--certs-dir", env.CertsDir, "--consul", env.Consul.Addr())
-		if err == nil || !strings.Contains(err.Error(), "no keyset to seal them") {
+		if err == nil || !strings.Contains(err.Error(), "not sent") || !strings.Contains(err.Error(), "--keys") {
 			t.Fatalf("call with a SECRET and no keyset: %v", err)
 		}
 	})

@@ -9,7 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
+	authv1 "github.com/moatrpc/moat/proto/moat/example/auth/v1"
 	"github.com/moatrpc/moat/security"
+	"github.com/moatrpc/moat/security/fields"
 )
 
 // moatCLI runs the moat command with args and returns stdout and the error.
@@ -105,3 +109,53 @@ func TestCertsLifecycleCommands(t *testing.T) {
 type x509Cert = x509.Certificate
 
 func isRevoked(err error) bool { return errors.Is(err, security.ErrRevoked) }
+
+func TestKeysTwoStepRotation(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := moatCLI(t, "keys", "init", "--dir", dir); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "default.json")
+	before, err := fields.ReadKeysetFile(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, _ := fields.NewKeyring(map[string]*fields.Keyset{"default": before})
+	oldSealer, _ := fields.NewSealer(ring)
+
+	out, err := moatCLI(t, "keys", "rotate", "--dir", dir, "default")
+	if err != nil || !strings.Contains(out, "primary still") {
+		t.Fatalf("stage: %q %v", out, err)
+	}
+	staged, _ := fields.ReadKeysetFile(path, nil)
+	if staged.Primary() != before.Primary() || len(staged.KeyIDs()) != 2 {
+		t.Fatal("the staged key must not seal yet")
+	}
+	if _, err := moatCLI(t, "keys", "rotate", "--dir", dir, "--promote", "default"); err != nil {
+		t.Fatal(err)
+	}
+	promoted, _ := fields.ReadKeysetFile(path, nil)
+	if promoted.Primary() == before.Primary() {
+		t.Fatal("promote did not change the primary key")
+	}
+	// A service still on the staged keyset opens what the promoted key
+	// seals; one still on the old keyset is what the staging step avoids.
+	stagedRing, _ := fields.NewKeyring(map[string]*fields.Keyset{"default": staged})
+	stagedSealer, _ := fields.NewSealer(stagedRing)
+	newRing, _ := fields.NewKeyring(map[string]*fields.Keyset{"default": promoted})
+	newSealer, _ := fields.NewSealer(newRing)
+	msg := &authv1.LoginRequest{Username: "u", Password: "p"}
+	if err := newSealer.Seal(msg); err != nil {
+		t.Fatal(err)
+	}
+	opened := proto.Clone(msg).(*authv1.LoginRequest)
+	if err := stagedSealer.Unseal(opened); err != nil || opened.GetPassword() != "p" {
+		t.Fatalf("staged keyset cannot open the promoted key's values: %v", err)
+	}
+	if err := oldSealer.Unseal(proto.Clone(msg)); err == nil {
+		t.Fatal("a keyset without the new key opened its values")
+	}
+	if _, err := moatCLI(t, "keys", "rotate", "--dir", dir, "--promote", "default"); err == nil {
+		t.Fatal("promote with nothing staged succeeded")
+	}
+}

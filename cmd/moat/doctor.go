@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -108,6 +110,12 @@ func doctor(ctx context.Context, dir, as, consulAddr, natsURL string) []check {
 	if err != nil {
 		return append(checks, check{name: "list workload certificates", err: err})
 	}
+	checks = append(checks, orphanCerts(dir)...)
+	var crl *security.CRLFile
+	if _, err := os.Stat(filepath.Join(dir, security.CRLFileName)); err == nil {
+		crl = security.NewCRLFileWithRoots(filepath.Join(dir, security.CRLFileName),
+			[]*x509.Certificate{ca.Certificate()})
+	}
 	var identity *security.Identity
 	for _, svc := range services {
 		if svc == "consul" || svc == "nats" {
@@ -124,6 +132,12 @@ func doctor(ctx context.Context, dir, as, consulAddr, natsURL string) []check {
 			if left < leaf.NotAfter.Sub(leaf.NotBefore)/3 {
 				c.err, c.warn = fmt.Errorf("less than a third of its lifetime left"), true
 				c.fix = "moat certs rotate --dir " + dir + " " + svc
+			}
+			if crl != nil {
+				if rerr := crl.Check([]*x509.Certificate{leaf}); rerr != nil {
+					c.err, c.warn = rerr, false
+					c.fix = "moat certs issue --dir " + dir + " " + svc + " (or refresh: moat certs revoke --refresh)"
+				}
 			}
 		}
 		checks = append(checks, c)
@@ -223,4 +237,40 @@ func natsChecks(id *security.Identity, url string) []check {
 	checks = append(checks, check{name: "NATS server presents spiffe://.../svc/nats and accepts our certificate",
 		err: err, fix: "issue the server's certificate with 'moat certs issue nats'"})
 	return checks
+}
+
+// orphanCerts reports certificates without their key, and keys without
+// their certificate.
+func orphanCerts(dir string) []check {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []check
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, "-key.pem"):
+			svc := strings.TrimSuffix(name, "-key.pem")
+			if svc == "ca" {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(dir, svc+".pem")); err != nil {
+				out = append(out, check{name: "workload certificate " + svc,
+					err: fmt.Errorf("%s has no certificate beside it", name),
+					fix: "moat certs issue --dir " + dir + " " + svc})
+			}
+		case strings.HasSuffix(name, ".pem"):
+			svc := strings.TrimSuffix(name, ".pem")
+			if svc == "ca" || svc == "bundle" || svc == "crl" {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(dir, svc+"-key.pem")); err != nil {
+				out = append(out, check{name: "workload certificate " + svc,
+					err: fmt.Errorf("%s has no key beside it", name),
+					fix: "moat certs issue --dir " + dir + " " + svc})
+			}
+		}
+	}
+	return out
 }

@@ -57,6 +57,21 @@ func TestDoctor(t *testing.T) {
 		}
 	}
 
+	// A key without its certificate, and a revoked certificate.
+	_ = os.WriteFile(filepath.Join(env.CertsDir, "lonely-key.pem"), []byte("x"), 0o600)
+	caller, _ := security.LoadIdentity(security.FilesFor(env.CertsDir, "caller").Cert,
+		security.FilesFor(env.CertsDir, "caller").Key, security.FilesFor(env.CertsDir, "caller").Bundle)
+	if _, err := env.CA.Revoke(env.CertsDir, time.Hour, caller.Leaf().SerialNumber); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	_ = report(&out, doctor(ctx, env.CertsDir, "caller", env.Consul.Addr(), ""))
+	for _, want := range []string{"lonely-key.pem has no certificate beside it", "is revoked"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+
 	out.Reset()
 	_ = report(&out, doctor(ctx, t.TempDir(), "caller", "", ""))
 	if !strings.Contains(out.String(), "fix: moat certs init") {

@@ -56,23 +56,61 @@ field it seals. In production encrypt keysets with a KMS master key.`,
 			return nil
 		},
 	}
+	var promote, now bool
 	rotateCmd := &cobra.Command{
 		Use:   "rotate <name>...",
-		Short: "Add a new primary key; older keys keep opening what they sealed",
-		Args:  cobra.MinimumNArgs(1),
+		Short: "Rotate keysets in two steps: add a key, then make it the one that seals",
+		Long: `rotate adds a new key to each keyset without making it primary: services
+reloading the file (every 5 seconds) learn to open values sealed with it.
+Once every service holding the keyset has reloaded, 'moat keys rotate
+--promote <name>' makes the new key the one that seals. Values sealed under
+older keys keep opening. Done in these two steps, a rotation fails no call;
+--now does both at once, for a keyset used by a single process.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if promote && now {
+				return fmt.Errorf("--promote and --now are exclusive")
+			}
 			for _, name := range args {
 				path := filepath.Join(dir, name+".json")
-				ks, err := fields.RotateKeysetFile(path, nil)
+				ks, err := fields.ReadKeysetFile(path, nil)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "rotated keyset %s: primary key %d, keys %v\n",
-					name, ks.Primary(), ks.KeyIDs())
+				var next *fields.Keyset
+				var added uint32
+				switch {
+				case promote:
+					newest := ks.Newest()
+					if newest == ks.Primary() {
+						return fmt.Errorf("keyset %s has no new key to promote; run 'moat keys rotate %s' first",
+							name, name)
+					}
+					next, err = ks.Promote(newest)
+				case now:
+					next, err = ks.Rotate()
+				default:
+					next, added, err = ks.AddKey()
+				}
+				if err != nil {
+					return err
+				}
+				if err := fields.WriteKeysetFile(path, next, nil); err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if added != 0 {
+					fmt.Fprintf(out, "keyset %s: added key %d (primary still %d); once services have "+
+						"reloaded, run: moat keys rotate --promote %s\n", name, added, next.Primary(), name)
+					continue
+				}
+				fmt.Fprintf(out, "keyset %s: key %d now seals; keys %v open\n", name, next.Primary(), next.KeyIDs())
 			}
 			return nil
 		},
 	}
+	rotateCmd.Flags().BoolVar(&promote, "promote", false, "make the newest key the one that seals")
+	rotateCmd.Flags().BoolVar(&now, "now", false, "add and promote at once (single-process keysets)")
 	cmd.AddCommand(initCmd, rotateCmd)
 	return cmd
 }

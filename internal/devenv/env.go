@@ -88,6 +88,11 @@ func Start(ctx context.Context, cfg EnvConfig) (*Env, error) {
 			return nil, err
 		}
 	}
+	// An empty revocation list, so that services can be started with it
+	// and 'moat certs revoke' takes effect at once.
+	if _, err := ca.Revoke(certs, security.DefaultCRLLifetime); err != nil {
+		return nil, err
+	}
 	keys := filepath.Join(cfg.Dir, "keys")
 	if err := ensureKeyset(keys, fields.DefaultKeyset); err != nil {
 		return nil, err
@@ -126,8 +131,8 @@ func Start(ctx context.Context, cfg EnvConfig) (*Env, error) {
 		cfg: cfg, natsID: natsID}, nil
 }
 
-// Renew reissues the services' certificates at two thirds of their
-// lifetime until ctx ends; services reading their identity from files pick
+// Renew reissues the services' certificates, and refreshes the revocation
+// list, at two thirds of the certificates' lifetime until ctx ends; services reading their identity from files pick
 // them up without a restart. done is called after each renewal.
 func (e *Env) Renew(ctx context.Context, done func(service string, notAfter time.Time, err error)) {
 	every := e.cfg.CertLifetime * 2 / 3
@@ -138,6 +143,9 @@ func (e *Env) Renew(ctx context.Context, done func(service string, notAfter time
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if _, err := e.CA.Revoke(e.CertsDir, security.DefaultCRLLifetime); err != nil {
+			done("revocation list", time.Time{}, err)
 		}
 		for _, s := range e.cfg.Services {
 			files, err := e.CA.IssueFiles(e.CertsDir, s, security.WithLifetime(e.cfg.CertLifetime))
@@ -166,6 +174,7 @@ func (e *Env) Vars() map[string]string {
 	return map[string]string{
 		"MOAT_CERTS_DIR":    abs,
 		"MOAT_KEYSETS_DIR":  keys,
+		"MOAT_CRL_FILE":     filepath.Join(abs, security.CRLFileName),
 		"MOAT_CONSUL_ADDR":  e.Consul.Addr(),
 		"MOAT_NATS_URL":     e.NATS.ClientURL(),
 		"MOAT_TRUST_DOMAIN": e.CA.TrustDomain().Name(),

@@ -47,6 +47,7 @@ type Keyset struct {
 	// enabled holds the ids of the keys that can unseal.
 	enabled map[uint32]struct{}
 	ids     []uint32
+	newest  uint32
 }
 
 // NewKeyset returns a keyset with one fresh random AES-256-GCM key.
@@ -83,6 +84,7 @@ func newKeyset(h *keyset.Handle) (*Keyset, error) {
 			return bad(fmt.Sprintf("key %d is not AES-256-GCM with Tink's output prefix", e.KeyID()))
 		}
 		ks.ids = append(ks.ids, e.KeyID())
+		ks.newest = e.KeyID() // keys are kept in the order they were added
 		if e.KeyStatus() == keyset.Enabled {
 			ks.enabled[e.KeyID()] = struct{}{}
 		}
@@ -113,6 +115,9 @@ func (k *Keyset) Primary() uint32 { return k.primary }
 // increasing order.
 func (k *Keyset) KeyIDs() []uint32 { return slices.Clone(k.ids) }
 
+// Newest returns the id of the key added last.
+func (k *Keyset) Newest() uint32 { return k.newest }
+
 // Enabled reports whether the key id can unseal.
 func (k *Keyset) Enabled(id uint32) bool {
 	_, ok := k.enabled[id]
@@ -130,6 +135,11 @@ func (k *Keyset) String() string {
 
 // Rotate returns a copy of k with a new random key that becomes primary.
 // The old keys stay enabled, so values sealed under them still unseal.
+//
+// A new primary key seals at once in the process that rotates; other
+// processes holding the keyset cannot open what it seals until they reload
+// the file. Where several services share a keyset, use [Keyset.AddKey]
+// and [Keyset.Promote] instead.
 func (k *Keyset) Rotate() (*Keyset, error) {
 	m := keyset.NewManagerFromHandle(k.handle)
 	id, err := m.Add(aead.AES256GCMKeyTemplate())
@@ -142,6 +152,41 @@ func (k *Keyset) Rotate() (*Keyset, error) {
 	h, err := m.Handle()
 	if err != nil {
 		return nil, &Error{Kind: KindBadKeyset, Detail: "cannot build the rotated keyset", Err: err}
+	}
+	return newKeyset(h)
+}
+
+// AddKey returns a copy of k with a new key that is not yet primary, and
+// its id. Every holder can unseal with the new key as soon as it reloads
+// the keyset; [Keyset.Promote] then makes it the key that seals. Rotating
+// in these two steps, with a pause longer than the services' reload
+// interval between them, fails no call; [Keyset.Rotate] does both at once.
+func (k *Keyset) AddKey() (*Keyset, uint32, error) {
+	m := keyset.NewManagerFromHandle(k.handle)
+	id, err := m.Add(aead.AES256GCMKeyTemplate())
+	if err != nil {
+		return nil, 0, &Error{Kind: KindBadKeyset, Detail: "cannot add a key", Err: err}
+	}
+	h, err := m.Handle()
+	if err != nil {
+		return nil, 0, &Error{Kind: KindBadKeyset, Detail: "cannot build the keyset", Err: err}
+	}
+	next, err := newKeyset(h)
+	return next, id, err
+}
+
+// Promote returns a copy of k in which key id seals.
+func (k *Keyset) Promote(id uint32) (*Keyset, error) {
+	if !slices.Contains(k.ids, id) {
+		return nil, &Error{Kind: KindBadKeyset, Detail: fmt.Sprintf("no key %d in the keyset", id)}
+	}
+	m := keyset.NewManagerFromHandle(k.handle)
+	if err := m.SetPrimary(id); err != nil {
+		return nil, &Error{Kind: KindBadKeyset, Detail: "cannot promote the key", Err: err}
+	}
+	h, err := m.Handle()
+	if err != nil {
+		return nil, &Error{Kind: KindBadKeyset, Detail: "cannot build the keyset", Err: err}
 	}
 	return newKeyset(h)
 }

@@ -230,9 +230,18 @@ func (h *hookRecorder) waitRefusal(t *testing.T, want security.Reason) security.
 	return security.HandshakeEvent{}
 }
 
-func TestServerRefusesBadClientsAtHandshake(t *testing.T) {
-	t.Parallel()
-	ca, _ := security.NewCA("moat.test")
+// badClient is a client the server must refuse at the handshake, and the
+// reason it must give.
+type badClient struct {
+	name  string
+	creds credentials.TransportCredentials
+	want  security.Reason
+}
+
+// badClients returns one client of each kind the server refuses: plaintext,
+// no certificate, another CA, TLS 1.2, expired certificate.
+func badClients(t *testing.T, ca *security.CA) []badClient {
+	t.Helper()
 	otherCA, _ := security.NewCA("moat.test")
 	good, _ := ca.Issue("caller")
 	foreign, _ := otherCA.Issue("caller")
@@ -251,33 +260,40 @@ func TestServerRefusesBadClientsAtHandshake(t *testing.T) {
 			Certificates: certs, RootCAs: roots, ServerName: "localhost", MaxVersion: maxVersion,
 		})
 	}
-
-	tests := []struct {
-		name  string
-		creds credentials.TransportCredentials
-		want  security.Reason
-	}{
+	return []badClient{
 		{"plaintext gRPC client", insecure.NewCredentials(), security.ReasonNotTLS},
 		{"TLS client without certificate", tlsClient(nil, 0), security.ReasonNoCertificate},
 		{"certificate from another CA", tlsClient(pair(foreign), 0), security.ReasonUntrusted},
 		{"client limited to TLS 1.2", tlsClient(pair(good), tls.VersionTLS12), security.ReasonTLSVersion},
 		{"expired client certificate", tlsClient(pair(expired), 0), security.ReasonExpired},
 	}
+}
+
+// callWith makes one call to svc with creds and returns its error.
+func callWith(t *testing.T, svc *rpc.Service, creds credentials.TransportCredentials) error {
+	t.Helper()
+	conn, err := grpc.NewClient(svc.Addr().String(), grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err = authv1.NewAuthServiceClient(conn).Validate(ctx, &authv1.ValidateRequest{})
+	return err
+}
+
+func TestServerRefusesBadClientsAtHandshake(t *testing.T) {
+	t.Parallel()
+	ca, _ := security.NewCA("moat.test")
+	tests := badClients(t, ca)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			rec := &hookRecorder{}
 			reg := registry.NewMemory()
 			svc := startService(t, ca, reg, "auth", rpc.WithHandshakeHook(rec.hook))
-			conn, err := grpc.NewClient(svc.Addr().String(), grpc.WithTransportCredentials(tt.creds))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			_, err = authv1.NewAuthServiceClient(conn).Validate(ctx, &authv1.ValidateRequest{})
-			if err == nil {
+			if err := callWith(t, svc, tt.creds); err == nil {
 				t.Fatal("call succeeded")
 			}
 			ev := rec.waitRefusal(t, tt.want)

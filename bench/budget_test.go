@@ -24,11 +24,13 @@ func TestDefaultBudgetsParse(t *testing.T) {
 func TestParseBudgetsRefusesMistakes(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ name, yaml string }{
-		{"misspelt limit", "budgets:\n- {name: a, kind: unary, case: moat, metric: calls_per_s, minimum: 1}\n"},
+		{"misspelt limit",
+			"budgets:\n- {name: a, kind: unary, case: moat, metric: calls_per_s, minimum: 1}\n"},
 		{"no limit", "budgets:\n- {name: a, kind: unary, case: moat, metric: calls_per_s}\n"},
 		{"unknown kind", "budgets:\n- {name: a, kind: latency, case: moat, metric: p99_ms, max: 1}\n"},
 		{"no name", "budgets:\n- {kind: unary, case: moat, metric: p99_ms, max: 1}\n"},
-		{"min above max", "budgets:\n- {name: a, kind: unary, case: moat, metric: p99_ms, min: 2, max: 1}\n"},
+		{"min above max",
+			"budgets:\n- {name: a, kind: unary, case: moat, metric: p99_ms, min: 2, max: 1}\n"},
 	}
 	for _, tt := range tests {
 		if _, err := bench.ParseBudgets(strings.NewReader(tt.yaml)); err == nil {
@@ -61,18 +63,18 @@ func TestBudgetsCheck(t *testing.T) {
 		value  float64
 	}{
 		// Ratios round by round: 0.95, 0.9, 0.8; the median is 0.9.
-		{"ratio met", "{name: r, kind: unary, case: moat, baseline: plaintext, metric: calls_per_s, min: 0.9}",
-			bench.BudgetMet, 0.9},
-		{"ratio missed", "{name: r, kind: unary, case: moat, baseline: plaintext, metric: calls_per_s, min: 0.91}",
-			bench.BudgetMissed, 0.9},
+		{"ratio met", "{name: r, kind: unary, case: moat, baseline: plaintext, " +
+			"metric: calls_per_s, min: 0.9}", bench.BudgetMet, 0.9},
+		{"ratio missed", "{name: r, kind: unary, case: moat, baseline: plaintext, " +
+			"metric: calls_per_s, min: 0.91}", bench.BudgetMissed, 0.9},
 		{"absolute missed", "{name: a, kind: unary, case: moat, metric: p99_ms, max: 2.5}",
 			bench.BudgetMissed, 3},
 		{"absolute met at another level", "{name: a, kind: unary, case: moat, metric: p99_ms, max: 5, " +
 			"match: {concurrency: '16'}}", bench.BudgetMet, 3},
-		{"stack not run", "{name: a, kind: unary, case: moat-fields, baseline: plaintext, metric: calls_per_s, min: 1}",
-			bench.BudgetSkipped, 0},
-		{"other workload", "{name: a, kind: unary, case: moat, metric: p99_ms, max: 1, match: {workload: echo}}",
-			bench.BudgetSkipped, 0},
+		{"stack not run", "{name: a, kind: unary, case: moat-fields, baseline: plaintext, " +
+			"metric: calls_per_s, min: 1}", bench.BudgetSkipped, 0},
+		{"other workload", "{name: a, kind: unary, case: moat, metric: p99_ms, max: 1, " +
+			"match: {workload: echo}}", bench.BudgetSkipped, 0},
 	}
 	for _, tt := range tests {
 		b, err := bench.ParseBudgets(strings.NewReader("budgets:\n- " + tt.yaml + "\n"))

@@ -115,7 +115,9 @@ func (c *benchConsul) registries(serverID, clientID *security.Identity) (
 }
 
 // memoryRegistries returns one in-memory registry for both services.
-func memoryRegistries(_, _ *security.Identity) (registry.Registry, registry.Registry, func(), error) {
+func memoryRegistries(_, _ *security.Identity) (
+	serverReg, clientReg registry.Registry, closeAll func(), err error,
+) {
 	reg := registry.NewMemory()
 	return reg, reg, func() {}, nil
 }

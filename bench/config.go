@@ -52,12 +52,14 @@ const (
 // Config is what a run measures and for how long. The zero Config is
 // completed by [Config.withDefaults]: the full run of 'moat bench'.
 type Config struct {
-	// Duration of each measurement; default 1s.
+	// Duration of each measurement; default 500ms.
 	Duration time.Duration
 	// Warmup before each measurement; default a tenth of Duration.
 	Warmup time.Duration
 	// Repeats is the number of rounds: each round measures every case
-	// once, in an order rotated from round to round; default 5.
+	// once, in an order rotated from round to round; default 8. More
+	// rounds of shorter measurements pair the cases compared more closely
+	// in time, which matters on a busy machine.
 	Repeats int
 	// Concurrency lists the numbers of unary calls kept in flight;
 	// default 1, 16 and 64.
@@ -65,8 +67,8 @@ type Config struct {
 	// Stacks to compare; default [DefaultStacks].
 	Stacks []Stack
 	// Workloads are the unary calls measured on every stack; the first is
-	// the primary one, which ratio budgets use unless they name another.
-	// Default [ProfileWorkload] then [EchoWorkload].
+	// the primary one, which unary budgets use unless they name another.
+	// Default [EchoWorkload] then [ProfileWorkload].
 	Workloads []Workload
 	// Kinds of measurements to run; default [AllKinds].
 	Kinds []Kind
@@ -108,13 +110,13 @@ func QuickConfig() Config {
 
 func (c Config) withDefaults() (Config, error) {
 	if c.Duration == 0 {
-		c.Duration = time.Second
+		c.Duration = 500 * time.Millisecond
 	}
 	if c.Warmup == 0 {
 		c.Warmup = c.Duration / 10
 	}
 	if c.Repeats == 0 {
-		c.Repeats = 5
+		c.Repeats = 8
 	}
 	if len(c.Concurrency) == 0 {
 		c.Concurrency = []int{1, 16, 64}
@@ -123,7 +125,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Stacks = DefaultStacks()
 	}
 	if len(c.Workloads) == 0 {
-		c.Workloads = []Workload{ProfileWorkload(), EchoWorkload()}
+		c.Workloads = []Workload{EchoWorkload(), ProfileWorkload()}
 	}
 	if len(c.Kinds) == 0 {
 		c.Kinds = AllKinds()
@@ -145,6 +147,17 @@ func (c Config) withDefaults() (Config, error) {
 	for _, k := range c.Kinds {
 		if !slices.Contains(AllKinds(), k) {
 			return c, fmt.Errorf("bench: unknown kind %q (want one of %v)", k, AllKinds())
+		}
+	}
+	keys := c.KeyTypes
+	c.KeyTypes = nil
+	for _, k := range keys {
+		switch {
+		case k != security.KeyECDSAP256 && k != security.KeyEd25519 && k != security.KeyRSA2048:
+			return c, fmt.Errorf("bench: unknown key type %q (want %s, %s or %s)", k,
+				security.KeyECDSAP256, security.KeyEd25519, security.KeyRSA2048)
+		case !slices.Contains(c.KeyTypes, k):
+			c.KeyTypes = append(c.KeyTypes, k)
 		}
 	}
 	switch c.Consul {

@@ -4,10 +4,13 @@
 //
 // # What a run measures
 //
-// Every case of a kind is measured once per round, and the rounds rotate
-// the order of the cases, so that a change in the machine's load during
-// the run touches every case alike. Figures are medians over the rounds,
-// with their range; ratio budgets divide two cases of the same round.
+// Every case of a kind is measured once per round. Within a round, the
+// cases that are compared (the same workload and concurrency on each
+// stack, the same handshake for moat and crypto/tls) run back to back, in
+// an order rotated from round to round, so that a change in the machine's
+// load touches them alike. Figures are medians over the rounds, with their
+// range; ratio budgets divide two cases of the same round, then take the
+// median of those ratios.
 //
 //   - [KindUnary]: each [Workload] on each [Stack] at each level of
 //     concurrency (calls kept in flight): calls per second, p50/p90/p99
@@ -35,9 +38,12 @@
 // [PlaintextStack] (grpc-go without encryption; the only plaintext in
 // moat, kept here as a measuring stick) and [TLSStack] (grpc-go with
 // credentials.NewTLS) are the baselines; [MoatStack] is rpc.NewService with
-// a client service's connection; [FieldsStack] adds the redacting call
-// logger and the field sealer of security/fields. [MoatStack] takes extra
-// rpc options, to measure moat with your own interceptors.
+// a client service's connection; [SealedStack] adds field encryption
+// (rpc.WithKeyring) and [FieldsStack] the redacting call log
+// (rpc.WithCallLog) on top. moat without a keyset refuses to serve SECRET
+// fields, so [MoatStack] skips workloads that carry them, with a note.
+// [MoatStack] takes extra rpc options, to measure moat with your own
+// interceptors.
 //
 // # Measuring your own service
 //

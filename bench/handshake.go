@@ -64,7 +64,8 @@ func handshakeSpecs(cfg Config) []handshakeSpec {
 		}
 	}
 	for _, impl := range []string{ImplBare, ImplMoat} {
-		out = append(out, handshakeSpec{impl: impl, key: cfg.KeyTypes[0], kx: KXHybrid, mode: ModeResumed})
+		out = append(out, handshakeSpec{impl: impl, key: cfg.KeyTypes[0], kx: KXHybrid,
+			mode: ModeResumed})
 	}
 	return out
 }
@@ -88,7 +89,8 @@ func handshakeCases(cfg Config) ([]*caseRun, func(), error) {
 		h, err := newHandshaker(spec, ids)
 		if err != nil {
 			cleanup()
-			return nil, nil, fmt.Errorf("bench: handshake %s %s: %w", spec.impl, paramString(spec.params()), err)
+			return nil, nil, fmt.Errorf("bench: handshake %s %s: %w", spec.impl,
+				paramString(spec.params()), err)
 		}
 		hs = append(hs, h)
 		c := newCase(KindHandshake, spec.impl, spec.params(), func(ctx context.Context) (sample, error) {
@@ -219,7 +221,9 @@ func newHandshaker(spec handshakeSpec, ids *keyIdentities) (*handshaker, error) 
 
 // countResumed wraps moat's VerifyConnection to count the resumed
 // sessions it checked; the check itself is unchanged.
-func (h *handshaker) countResumed(verify func(tls.ConnectionState) error) func(tls.ConnectionState) error {
+func (h *handshaker) countResumed(
+	verify func(tls.ConnectionState) error,
+) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
 		if cs.DidResume {
 			h.resumedChecks.Add(1)
@@ -231,7 +235,10 @@ func (h *handshaker) countResumed(verify func(tls.ConnectionState) error) func(t
 // checkResumedRevocation shows that moat's identity checks run on resumed
 // sessions: a client holding a valid session ticket, but for which the
 // server's certificate is now revoked, must be refused.
-func (h *handshaker) checkResumedRevocation(clientID, serverID *security.Identity, cache tls.ClientSessionCache) error {
+func (h *handshaker) checkResumedRevocation(
+	clientID, serverID *security.Identity,
+	cache tls.ClientSessionCache,
+) error {
 	deny := security.NewDenylist(serverID.Leaf().SerialNumber)
 	conf, err := security.ClientTLSConfig(clientID, serverService,
 		security.WithSessionCache(cache), security.WithRevocation(deny))
@@ -249,7 +256,8 @@ func (h *handshaker) checkResumedRevocation(clientID, serverID *security.Identit
 	case err == nil:
 		return errors.New("a resumed session with a revoked server certificate was accepted")
 	case security.ReasonOf(err) != security.ReasonRevoked:
-		return fmt.Errorf("a resumed session with a revoked server was refused for another reason: %w", err)
+		return fmt.Errorf("a resumed session with a revoked server was refused "+
+			"for another reason: %w", err)
 	case !resumed.Load():
 		return errors.New("the revocation check ran, but not on a resumed session")
 	}
@@ -337,7 +345,11 @@ func (h *handshaker) handshakeWith(conf *tls.Config) (tls.ConnectionState, error
 }
 
 // measure keeps parallel handshakes going for d after a warm-up.
-func (h *handshaker) measure(ctx context.Context, parallel int, warmup, d time.Duration) (sample, error) {
+func (h *handshaker) measure(
+	ctx context.Context,
+	parallel int,
+	warmup, d time.Duration,
+) (sample, error) {
 	if warmup > 0 {
 		if _, err := h.drive(ctx, parallel, warmup); err != nil {
 			return sample{}, err
@@ -380,7 +392,11 @@ type handshakeRun struct {
 	elapsed        time.Duration
 }
 
-func (h *handshaker) drive(ctx context.Context, parallel int, d time.Duration) (handshakeRun, error) {
+func (h *handshaker) drive(
+	ctx context.Context,
+	parallel int,
+	d time.Duration,
+) (handshakeRun, error) {
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex

@@ -203,13 +203,15 @@ var sections = []struct {
 		{"handshakes/s", "handshakes_per_s", 0}, {"CPU µs/hs", "cpu_us_per_handshake", 0},
 		{"allocs/hs", "allocs_per_handshake", 0}, {"B/hs", "bytes_per_handshake", 0},
 	}},
-	{KindInterceptor, "Interceptors around a handler that does nothing", []string{"side", "message"}, []column{
-		{"ns/call", "ns_per_call", 0}, {"cost ns", "cost_ns", 0}, {"allocs/call", "allocs_per_call", 1},
-	}},
-	{KindColdStart, "Cold start: rpc.NewService to first successful call", []string{"registry"}, []column{
-		{"total ms", "total_ms", 1}, {"NewService ms", "new_ms", 2}, {"Start ms", "start_ms", 1},
-		{"first call ms", "first_call_ms", 1},
-	}},
+	{KindInterceptor, "Interceptors around a handler that does nothing",
+		[]string{"side", "message"}, []column{
+			{"ns/call", "ns_per_call", 0}, {"cost ns", "cost_ns", 0}, {"allocs/call", "allocs_per_call", 1},
+		}},
+	{KindColdStart, "Cold start: rpc.NewService to first successful call",
+		[]string{"registry"}, []column{
+			{"total ms", "total_ms", 1}, {"NewService ms", "new_ms", 2}, {"Start ms", "start_ms", 1},
+			{"first call ms", "first_call_ms", 1},
+		}},
 }
 
 // WriteTable writes the results as plain text tables, each figure the

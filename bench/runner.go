@@ -60,8 +60,12 @@ type caseRun struct {
 	note      string
 }
 
-func newCase(kind Kind, name string, params map[string]string,
-	measure func(ctx context.Context) (sample, error)) *caseRun {
+func newCase(
+	kind Kind,
+	name string,
+	params map[string]string,
+	measure func(ctx context.Context) (sample, error),
+) *caseRun {
 	return &caseRun{kind: kind, name: name, params: params, measure: measure,
 		units: map[string]string{}, values: map[string][]float64{}}
 }
@@ -78,7 +82,9 @@ func (c *caseRun) add(s sample) {
 }
 
 // paramOrder is the order parameters are printed in.
-var paramOrder = []string{"workload", "concurrency", "key", "kx", "mode", "registry", "side", "message"}
+var paramOrder = []string{
+	"workload", "concurrency", "key", "kx", "mode", "registry", "side", "message",
+}
 
 func paramString(p map[string]string) string {
 	var parts []string
@@ -160,8 +166,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, errors.Join(r.failed...)
 }
 
-// runStacks starts every available stack once, for the unary and stream
-// measurements, and stops them all afterwards.
+// runStacks starts an instance of every available stack for each
+// workload, for the unary and stream measurements, and stops them all
+// afterwards. A stack that refuses a workload (moat without a keyset
+// refuses to serve SECRET fields) runs the others.
 func (r *runner) runStacks(ctx context.Context, m *material) error {
 	var (
 		started []*startedStack
@@ -175,24 +183,34 @@ func (r *runner) runStacks(ctx context.Context, m *material) error {
 	}()
 	for _, st := range r.cfg.Stacks {
 		info := StackInfo{Name: st.name, Description: st.description, Available: true}
-		s, err := startStack(ctx, st, m, r.cfg.Workloads)
-		if err != nil {
-			if !errors.Is(err, ErrUnavailable) {
-				return fmt.Errorf("bench: start stack %s: %w", st.name, err)
+		var first *startedStack
+		for _, w := range r.cfg.Workloads {
+			s, err := startStack(ctx, st, m, w)
+			if errors.Is(err, ErrUnavailable) {
+				r.rep.Notes = append(r.rep.Notes,
+					fmt.Sprintf("%s on stack %s skipped: %v", w.Name(), st.name, err))
+				continue
 			}
-			info.Available, info.Note = false, err.Error()
-			r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("stack %s skipped: %v", st.name, err))
-			r.rep.Stacks = append(r.rep.Stacks, info)
-			continue
+			if err != nil {
+				return fmt.Errorf("bench: start stack %s for %s: %w", st.name, w.Name(), err)
+			}
+			started = append(started, s)
+			if first == nil {
+				first = s
+			}
+			if r.cfg.runs(KindUnary) {
+				unary = append(unary, unaryCases(r.cfg, s, w)...)
+			}
+		}
+		if first == nil {
+			info.Available, info.Note = false, "no workload runs on it"
+			if st.unavailable != nil {
+				info.Note = st.unavailable.Error()
+			}
+		} else if r.cfg.runs(KindStream) {
+			stream = append(stream, streamCase(r.cfg, first))
 		}
 		r.rep.Stacks = append(r.rep.Stacks, info)
-		started = append(started, s)
-		if r.cfg.runs(KindUnary) {
-			unary = append(unary, unaryCases(r.cfg, s)...)
-		}
-		if r.cfg.runs(KindStream) {
-			stream = append(stream, streamCase(r.cfg, s))
-		}
 	}
 	r.rounds(ctx, unary)
 	r.collect(unary)
@@ -206,7 +224,10 @@ type startedStack struct {
 	ep   *endpoint
 }
 
-func startStack(ctx context.Context, st Stack, m *material, workloads []Workload) (*startedStack, error) {
+// startStack serves the bench API and w on st, and makes one call of w,
+// which opens the connection and checks that the stack answers correctly
+// before anything is timed.
+func startStack(ctx context.Context, st Stack, m *material, w Workload) (*startedStack, error) {
 	if st.unavailable != nil {
 		return nil, st.unavailable
 	}
@@ -216,53 +237,72 @@ func startStack(ctx context.Context, st Stack, m *material, workloads []Workload
 	ep, err := st.start(ctx, m, func(s grpc.ServiceRegistrar) {
 		d := &dedupRegistrar{s: s, seen: map[string]bool{}}
 		benchServer{}.register(d)
-		for _, w := range workloads {
-			w.Register(d)
-		}
+		w.Register(d)
 	})
 	if err != nil {
 		return nil, err
 	}
-	// One call of each workload opens the connection and checks that the
-	// stack answers correctly before anything is timed.
 	callCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for _, w := range workloads {
-		if err := w.Call(callCtx, ep.conn); err != nil {
-			_ = ep.close()
-			return nil, fmt.Errorf("first %s call: %w", w.Name(), err)
-		}
+	if err := w.Call(callCtx, ep.conn); err != nil {
+		_ = ep.close()
+		return nil, fmt.Errorf("first %s call: %w", w.Name(), err)
 	}
 	return &startedStack{name: st.name, ep: ep}, nil
 }
 
-// rounds measures every case once per round, rotating the order from one
-// round to the next so that no case always follows the same neighbour.
-// A case that fails is not measured again.
+// rounds measures every case once per round. Cases that are compared,
+// those with the same parameters (one per stack or implementation), run
+// back to back, in an order rotated from one round to the next, so that a
+// ratio divides two measurements taken moments apart and no case always
+// follows the same neighbour. A case that fails is not measured again.
 func (r *runner) rounds(ctx context.Context, cases []*caseRun) {
-	if len(cases) == 0 {
-		return
-	}
+	groups := groupByParams(cases)
 	for round := range r.cfg.Repeats {
-		for i := range cases {
-			c := cases[(i+round)%len(cases)]
-			if c.err != nil || ctx.Err() != nil {
-				r.done++
-				continue
+		for _, g := range groups {
+			for i := range g {
+				c := g[(i+round)%len(g)]
+				r.measure(ctx, c, round)
 			}
-			runtime.GC()
-			s, err := c.measure(ctx)
-			if err != nil {
-				c.err = err
-				r.failed = append(r.failed, fmt.Errorf("bench: %s %s %s: %w",
-					c.kind, c.name, paramString(c.params), err))
-			} else {
-				c.add(s)
-			}
-			r.done++
-			r.report(c, round, s.summary, err)
 		}
 	}
+}
+
+func (r *runner) measure(ctx context.Context, c *caseRun, round int) {
+	r.done++
+	if c.err != nil || ctx.Err() != nil {
+		return
+	}
+	runtime.GC()
+	s, err := c.measure(ctx)
+	if err != nil {
+		c.err = err
+		r.failed = append(r.failed, fmt.Errorf("bench: %s %s %s: %w",
+			c.kind, c.name, paramString(c.params), err))
+	} else {
+		c.add(s)
+	}
+	r.report(c, round, s.summary, err)
+}
+
+// groupByParams groups cases of identical parameters, in the order they
+// first appear.
+func groupByParams(cases []*caseRun) [][]*caseRun {
+	var (
+		groups [][]*caseRun
+		index  = map[string]int{}
+	)
+	for _, c := range cases {
+		key := paramString(c.params)
+		i, ok := index[key]
+		if !ok {
+			i = len(groups)
+			index[key] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], c)
+	}
+	return groups
 }
 
 func (r *runner) report(c *caseRun, round int, summary string, err error) {
@@ -287,6 +327,7 @@ func (r *runner) estimate() int {
 	c := r.cfg
 	n := 0
 	if c.runs(KindUnary) {
+		// At most: a stack may refuse a workload.
 		n += len(c.Stacks) * len(c.Workloads) * len(c.Concurrency)
 	}
 	if c.runs(KindStream) {

@@ -13,15 +13,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/moatrpc/moat/bench"
+	"github.com/moatrpc/moat/security"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// grpc-go's shared timer and Tink's key managers start once per
-		// process and stay.
-		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreTopFunction("time.Sleep"))
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // smokeConfig is a run of a couple of seconds, even with the race
 // detector: it checks that the runner works, not how fast anything is.
@@ -76,13 +71,20 @@ func TestQuickRunProducesReports(t *testing.T) {
 			t.Errorf("no %s results", k)
 		}
 	}
-	// 4 stacks × 2 workloads × 2 levels of concurrency.
-	if want[bench.KindUnary] != 16 {
-		t.Errorf("%d unary results, want 16", want[bench.KindUnary])
+	// 5 stacks × 2 workloads × 2 levels of concurrency, but moat without
+	// a keyset refuses to serve the profile API's SECRET field.
+	if want[bench.KindUnary] != 18 {
+		t.Errorf("%d unary results, want 18", want[bench.KindUnary])
 	}
-	if r, ok := rep.Find(bench.KindUnary, bench.StackMoat, map[string]string{"workload": "profile"}); !ok ||
-		r.Metrics["calls_per_s"].Median <= 0 || len(r.Latency) == 0 {
-		t.Errorf("moat unary result incomplete: %+v", r)
+	profile := map[string]string{"workload": "profile"}
+	if _, ok := rep.Find(bench.KindUnary, bench.StackMoat, profile); ok {
+		t.Error("moat without a keyset served SECRET fields")
+	}
+	for _, stack := range []string{bench.StackMoat, bench.StackMoatSealed, bench.StackMoatFields} {
+		r, ok := rep.Find(bench.KindUnary, stack, map[string]string{"workload": "echo"})
+		if !ok || r.Metrics["calls_per_s"].Median <= 0 || len(r.Latency) == 0 {
+			t.Errorf("%s unary result incomplete: %+v", stack, r)
+		}
 	}
 	if len(rep.Budgets) == 0 {
 		t.Error("budgets were not checked")
@@ -93,7 +95,8 @@ func TestQuickRunProducesReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []string{"calls/s", "p99 ms", "handshakes/s", "MB/s", "cost ns", "total ms",
-		"Budgets", bench.StackPlaintext, bench.StackTLS, bench.StackMoat, bench.StackMoatFields} {
+		"Budgets", bench.StackPlaintext, bench.StackTLS, bench.StackMoat, bench.StackMoatSealed,
+		bench.StackMoatFields} {
 		if !strings.Contains(table.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, table.String())
 		}
@@ -138,7 +141,9 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		{"zero concurrency", bench.Config{Concurrency: []int{0}}},
 		{"unknown kind", bench.Config{Kinds: []bench.Kind{"latency"}}},
 		{"unknown consul mode", bench.Config{Consul: "maybe"}},
-		{"two stacks of one name", bench.Config{Stacks: []bench.Stack{bench.PlaintextStack(), bench.PlaintextStack()}}},
+		{"unknown key type", bench.Config{KeyTypes: []security.KeyType{"dsa-1024"}}},
+		{"two stacks of one name", bench.Config{
+			Stacks: []bench.Stack{bench.PlaintextStack(), bench.PlaintextStack()}}},
 	}
 	for _, tt := range tests {
 		if _, err := bench.Run(context.Background(), tt.cfg); err == nil {

@@ -30,6 +30,7 @@ const (
 	StackPlaintext  = "plaintext"
 	StackTLS        = "grpc-tls"
 	StackMoat       = "moat"
+	StackMoatSealed = "moat-sealed"
 	StackMoatFields = "moat-fields"
 )
 
@@ -46,8 +47,14 @@ type Stack struct {
 	name        string
 	description string
 	unavailable error
-	start       func(ctx context.Context, m *material, register func(grpc.ServiceRegistrar)) (*endpoint, error)
+	start       startFunc
 }
+
+// startFunc serves what register registers and returns a connection to it.
+type startFunc func(ctx context.Context, m *material, register registerFunc) (*endpoint, error)
+
+// registerFunc registers services on a server.
+type registerFunc = func(grpc.ServiceRegistrar)
 
 // Name returns the stack's name in reports and budgets.
 func (s Stack) Name() string { return s.name }
@@ -62,9 +69,11 @@ type endpoint struct {
 }
 
 // DefaultStacks returns the stacks a run compares: the two grpc-go
-// baselines, moat, and moat with its field interceptors.
+// baselines, moat, moat sealing SECRET fields, and moat sealing them and
+// logging every call.
 func DefaultStacks() []Stack {
-	return []Stack{PlaintextStack(), TLSStack(), MoatStack(StackMoat, "", nil, nil), FieldsStack()}
+	return []Stack{PlaintextStack(), TLSStack(), MoatStack(StackMoat, "", nil, nil),
+		SealedStack(), FieldsStack()}
 }
 
 // PlaintextStack is grpc-go without encryption: the fastest a call can be
@@ -74,8 +83,8 @@ func PlaintextStack() Stack {
 	return Stack{
 		name:        StackPlaintext,
 		description: "grpc-go, insecure credentials, no encryption (baseline)",
-		start: func(ctx context.Context, _ *material, register func(grpc.ServiceRegistrar)) (*endpoint, error) {
-			return grpcStack(register, insecure.NewCredentials(), insecure.NewCredentials())
+		start: func(_ context.Context, _ *material, reg registerFunc) (*endpoint, error) {
+			return grpcStack(reg, insecure.NewCredentials(), insecure.NewCredentials())
 		},
 	}
 }
@@ -87,7 +96,7 @@ func TLSStack() Stack {
 	return Stack{
 		name:        StackTLS,
 		description: "grpc-go, credentials.NewTLS, mutual TLS 1.3, hostname verification (baseline)",
-		start: func(ctx context.Context, m *material, register func(grpc.ServiceRegistrar)) (*endpoint, error) {
+		start: func(_ context.Context, m *material, reg registerFunc) (*endpoint, error) {
 			server := &tls.Config{
 				MinVersion:   tls.VersionTLS13,
 				Certificates: []tls.Certificate{*m.server.TLSCertificate()},
@@ -100,14 +109,14 @@ func TLSStack() Stack {
 				RootCAs:      m.client.Bundle(),
 				ServerName:   "localhost",
 			}
-			return grpcStack(register, credentials.NewTLS(server), credentials.NewTLS(client))
+			return grpcStack(reg, credentials.NewTLS(server), credentials.NewTLS(client))
 		},
 	}
 }
 
 // grpcStack serves on a loopback port with plain grpc-go and dials it.
 func grpcStack(
-	register func(grpc.ServiceRegistrar),
+	register registerFunc,
 	serverCreds, clientCreds credentials.TransportCredentials,
 ) (*endpoint, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -146,8 +155,8 @@ func MoatStack(name, description string, server, client []rpc.Option) Stack {
 	return Stack{
 		name:        name,
 		description: description,
-		start: func(ctx context.Context, m *material, register func(grpc.ServiceRegistrar)) (*endpoint, error) {
-			return moatStack(ctx, m, register, server, client)
+		start: func(ctx context.Context, m *material, reg registerFunc) (*endpoint, error) {
+			return moatStack(ctx, m, reg, server, client)
 		},
 	}
 }
@@ -155,7 +164,7 @@ func MoatStack(name, description string, server, client []rpc.Option) Stack {
 func moatStack(
 	ctx context.Context,
 	m *material,
-	register func(grpc.ServiceRegistrar),
+	register registerFunc,
 	serverOpts, clientOpts []rpc.Option,
 ) (*endpoint, error) {
 	reg := registry.NewMemory()
@@ -168,6 +177,12 @@ func moatStack(
 	}
 	register(srv.Server())
 	if err := srv.Start(ctx); err != nil {
+		_ = srv.Stop(ctx)
+		if errors.Is(err, rpc.ErrNoKeyset) {
+			// moat refuses to serve SECRET fields it could not seal: the
+			// workload does not run on this stack.
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 		return nil, err
 	}
 	cli, err := rpc.NewService(clientService, append(append([]rpc.Option{
@@ -189,62 +204,75 @@ func moatStack(
 	}}, nil
 }
 
-// FieldsStack is [MoatStack] with the interceptors of security/fields on
-// both services: a call logger that redacts sensitive fields, writing a
-// JSON line per call (to io.Discard, so that formatting is paid but no
-// I/O), and the sealer, which seals SECRET fields of requests and replies
-// with an AES-256-GCM keyset and unseals them on the other side.
+// SealedStack is [MoatStack] with field encryption on both services
+// (rpc.WithKeyring): SECRET fields of requests are sealed with an
+// AES-256-GCM keyset by the client and unsealed by the server, and the
+// other way for replies. It sits between [MoatStack] and [FieldsStack], to
+// tell the cost of sealing from that of the call log.
+func SealedStack() Stack {
+	const description = "moat + rpc.WithKeyring: SECRET fields sealed (AES-256-GCM keyset) " +
+		"on both services"
+	return fieldsStack(StackMoatSealed, description, false)
+}
+
+// FieldsStack is [SealedStack] with the call log on both services
+// (rpc.WithCallLog): a line per call with sensitive fields redacted,
+// formatted as JSON and written to io.Discard, so that the formatting is
+// paid but no I/O.
 func FieldsStack() Stack {
-	stack := Stack{
-		name: StackMoatFields,
-		description: "moat + security/fields: redacting call logger (JSON to io.Discard) " +
-			"and sealing of SECRET fields (AES-256-GCM keyset) on both sides",
-	}
-	server, client, err := fieldsOptions()
+	const description = "moat + rpc.WithKeyring (sealing) + rpc.WithCallLog (redacting call " +
+		"log, JSON to io.Discard) on both services"
+	return fieldsStack(StackMoatFields, description, true)
+}
+
+func fieldsStack(name, description string, callLog bool) Stack {
+	stack := Stack{name: name, description: description}
+	opts, err := fieldsOptions(callLog)
 	if err != nil {
 		stack.unavailable = fmt.Errorf("%w: security/fields: %v", ErrUnavailable, err)
 		return stack
 	}
-	inner := MoatStack(stack.name, stack.description, server, client)
-	stack.start = inner.start
+	stack.start = MoatStack(name, description, opts, opts).start
 	return stack
 }
 
-// fieldsOptions builds the interceptors of [FieldsStack]: one keyset
-// shared by both sides, as two services holding the same keyset file.
-func fieldsOptions() (server, client []rpc.Option, err error) {
-	sealer, err := newSealer()
+// fieldsOptions are the options of both services of [SealedStack] and
+// [FieldsStack]: one keyring, as two services holding the same keyset
+// file, and the call log when asked.
+func fieldsOptions(callLog bool) ([]rpc.Option, error) {
+	ring, err := newKeyring()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	logger := newCallLogger()
-	server = []rpc.Option{
-		rpc.WithUnaryInterceptor(logger.UnaryServerInterceptor(), sealer.UnaryServerInterceptor()),
-		rpc.WithStreamInterceptor(logger.StreamServerInterceptor(), sealer.StreamServerInterceptor()),
+	opts := []rpc.Option{rpc.WithKeyring(ring, fields.WithRequireSealed())}
+	if callLog {
+		opts = append(opts, rpc.WithCallLog(),
+			rpc.WithLogger(slog.New(slog.NewJSONHandler(io.Discard, nil))))
 	}
-	client = []rpc.Option{
-		rpc.WithClientUnaryInterceptor(logger.UnaryClientInterceptor(), sealer.UnaryClientInterceptor()),
-		rpc.WithClientStreamInterceptor(logger.StreamClientInterceptor(), sealer.StreamClientInterceptor()),
-	}
-	return server, client, nil
+	return opts, nil
 }
 
-// newCallLogger returns the redacting call logger of [FieldsStack]: a
-// JSON line per call, formatted in full and written to io.Discard.
-func newCallLogger() *fields.CallLogger {
-	return fields.NewCallLogger(slog.New(slog.NewJSONHandler(io.Discard, nil)))
-}
-
-func newSealer() (*fields.Sealer, error) {
+func newKeyring() (*fields.Keyring, error) {
 	ks, err := fields.NewKeyset()
 	if err != nil {
 		return nil, err
 	}
-	ring, err := fields.NewKeyring(map[string]*fields.Keyset{fields.DefaultKeyset: ks})
+	return fields.NewKeyring(map[string]*fields.Keyset{fields.DefaultKeyset: ks})
+}
+
+// newSealer returns a sealer as rpc.WithKeyring builds one.
+func newSealer() (*fields.Sealer, error) {
+	ring, err := newKeyring()
 	if err != nil {
 		return nil, err
 	}
 	return fields.NewSealer(ring, fields.WithRequireSealed())
+}
+
+// newCallLogger returns a call logger as rpc.WithCallLog builds one for
+// [FieldsStack]: a JSON line per call, formatted and written to io.Discard.
+func newCallLogger() *fields.CallLogger {
+	return fields.NewCallLogger(slog.New(slog.NewJSONHandler(io.Discard, nil)))
 }
 
 // material is what every stack shares: one development CA and the ECDSA

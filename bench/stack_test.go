@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +17,7 @@ import (
 
 // TestFieldsStackSealsOnTheWire checks that the moat-fields stack does
 // what it is measured for: the SECRET session token travels sealed, and
-// the handler still gets it in clear.
+// the handler still gets it in clear (the workload's server checks it).
 func TestFieldsStackSealsOnTheWire(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -25,7 +26,7 @@ func TestFieldsStackSealsOnTheWire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, client, err := fieldsOptions()
+	opts, err := fieldsOptions(true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,19 +34,19 @@ func TestFieldsStackSealsOnTheWire(t *testing.T) {
 		mu  sync.Mutex
 		got string
 	)
-	// Interceptors run in the order given: this one sees the request
-	// before the sealer unseals it.
-	spy := rpc.WithUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo,
-		h grpc.UnaryHandler) (any, error) {
+	// A grpc-go interceptor given as a server option runs before moat's
+	// own, so it sees the request as it came off the wire.
+	spy := rpc.WithServerOptions(grpc.ChainUnaryInterceptor(func(ctx context.Context, req any,
+		_ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if r, ok := req.(*profilev1.GetProfileRequest); ok {
 			mu.Lock()
 			got = r.GetSessionToken()
 			mu.Unlock()
 		}
 		return h(ctx, req)
-	})
+	}))
 	w := ProfileWorkload()
-	ep, err := moatStack(ctx, m, w.Register, append([]rpc.Option{spy}, server...), client)
+	ep, err := moatStack(ctx, m, w.Register, append([]rpc.Option{spy}, opts...), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,3 +81,17 @@ func TestPayloadSizes(t *testing.T) {
 type registrarFunc func(*grpc.ServiceDesc, any)
 
 func (f registrarFunc) RegisterService(d *grpc.ServiceDesc, impl any) { f(d, impl) }
+
+func TestMoatStackRefusesSecretsWithoutKeyset(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := newMaterial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := MoatStack(StackMoat, "", nil, nil)
+	if _, err := startStack(ctx, st, m, ProfileWorkload()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("moat without a keyset served SECRET fields: %v", err)
+	}
+}

@@ -19,15 +19,14 @@ import (
 // callTimeout bounds a call that hangs, past the end of a measurement.
 const callTimeout = 30 * time.Second
 
-func unaryCases(cfg Config, s *startedStack) []*caseRun {
+func unaryCases(cfg Config, s *startedStack, w Workload) []*caseRun {
 	var cases []*caseRun
-	for _, w := range cfg.Workloads {
-		for _, n := range cfg.Concurrency {
-			params := map[string]string{"workload": w.Name(), "concurrency": strconv.Itoa(n)}
-			cases = append(cases, newCase(KindUnary, s.name, params, func(ctx context.Context) (sample, error) {
-				return measureUnary(ctx, s.ep.conn, w, n, cfg.Warmup, cfg.Duration)
-			}))
+	for _, n := range cfg.Concurrency {
+		params := map[string]string{"workload": w.Name(), "concurrency": strconv.Itoa(n)}
+		measure := func(ctx context.Context) (sample, error) {
+			return measureUnary(ctx, s.ep.conn, w, n, cfg.Warmup, cfg.Duration)
 		}
+		cases = append(cases, newCase(KindUnary, s.name, params, measure))
 	}
 	return cases
 }
@@ -162,7 +161,11 @@ func streamCase(cfg Config, s *startedStack) *caseRun {
 
 // measureStream downloads [streamChunks] messages of [ChunkSize] bytes per
 // stream, one stream after the other, for d.
-func measureStream(ctx context.Context, conn grpc.ClientConnInterface, warmup, d time.Duration) (sample, error) {
+func measureStream(
+	ctx context.Context,
+	conn grpc.ClientConnInterface,
+	warmup, d time.Duration,
+) (sample, error) {
 	if _, _, err := download(ctx, conn, warmup); err != nil {
 		return sample{}, err
 	}
@@ -187,7 +190,11 @@ func measureStream(ctx context.Context, conn grpc.ClientConnInterface, warmup, d
 
 // download runs streams back to back for at least d and returns the bytes
 // received.
-func download(ctx context.Context, conn grpc.ClientConnInterface, d time.Duration) (int, time.Duration, error) {
+func download(
+	ctx context.Context,
+	conn grpc.ClientConnInterface,
+	d time.Duration,
+) (int, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, d+callTimeout)
 	defer cancel()
 	client := benchv1.NewBenchServiceClient(conn)

@@ -158,7 +158,10 @@ type benchServer struct {
 
 func (b benchServer) register(s grpc.ServiceRegistrar) { benchv1.RegisterBenchServiceServer(s, b) }
 
-func (benchServer) Echo(_ context.Context, req *benchv1.EchoRequest) (*benchv1.EchoResponse, error) {
+func (benchServer) Echo(
+	_ context.Context,
+	req *benchv1.EchoRequest,
+) (*benchv1.EchoResponse, error) {
 	return &benchv1.EchoResponse{Payload: req.GetPayload()}, nil
 }
 

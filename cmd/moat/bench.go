@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -31,15 +32,17 @@ func newBenchCmd() *cobra.Command {
 		only        []string
 		stacks      []string
 		keys        []string
+		cpuProfile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure moat's handshake and call hot path against grpc-go baselines, and check budgets",
 		Long: `bench runs, in this process and over loopback, the same workloads on several
 stacks side by side: plaintext grpc-go and grpc-go with credentials.NewTLS as
-baselines, moat, and moat with its field sealing and redacting logger. Each
-measurement is repeated in rounds that rotate over the stacks; figures are
-medians over the rounds with their spread.
+baselines, moat, moat sealing SECRET fields, and moat sealing them and
+logging every call redacted. Each measurement is repeated in rounds; in a
+round the stacks compared run back to back, in a rotating order. Figures
+are medians over the rounds with their spread.
 
 Measured: unary calls of 1 KiB each way at several levels of concurrency
 (calls/s, p50/p90/p99 latency, allocations, bytes and CPU per call), server
@@ -76,11 +79,17 @@ smoke run of a few seconds whose budgets are shown but not enforced.`,
 			if flags.Changed("consul") || !quick {
 				cfg.Consul = bench.ConsulMode(consul)
 			}
-			for _, k := range only {
-				cfg.Kinds = append(cfg.Kinds, bench.Kind(k))
+			if len(only) > 0 {
+				cfg.Kinds = nil
+				for _, k := range only {
+					cfg.Kinds = append(cfg.Kinds, bench.Kind(k))
+				}
 			}
-			for _, k := range keys {
-				cfg.KeyTypes = append(cfg.KeyTypes, security.KeyType(k))
+			if len(keys) > 0 {
+				cfg.KeyTypes = nil
+				for _, k := range keys {
+					cfg.KeyTypes = append(cfg.KeyTypes, security.KeyType(k))
+				}
 			}
 			if len(stacks) > 0 {
 				for _, s := range bench.DefaultStacks() {
@@ -89,8 +98,9 @@ smoke run of a few seconds whose budgets are shown but not enforced.`,
 					}
 				}
 				if len(cfg.Stacks) != len(stacks) {
-					return fmt.Errorf("bench: --stacks %v: known stacks are %s, %s, %s and %s",
-						stacks, bench.StackPlaintext, bench.StackTLS, bench.StackMoat, bench.StackMoatFields)
+					return fmt.Errorf("bench: --stacks %v: known stacks are %s, %s, %s, %s and %s",
+						stacks, bench.StackPlaintext, bench.StackTLS, bench.StackMoat,
+						bench.StackMoatSealed, bench.StackMoatFields)
 				}
 			}
 			if !noBudgets {
@@ -105,23 +115,42 @@ smoke run of a few seconds whose budgets are shown but not enforced.`,
 			}
 			stderr := cmd.ErrOrStderr()
 			cfg.Progress = func(p bench.Progress) { printProgress(stderr, p) }
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return fmt.Errorf("bench: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("bench: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return runBench(cmd, cfg, out)
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&quick, "quick", false, "smoke run: tiny durations, two rounds, no Consul; budgets not enforced")
-	f.DurationVar(&duration, "duration", time.Second, "duration of each measurement")
-	f.DurationVar(&warmup, "warmup", 0, "warm-up before each measurement (default a tenth of --duration)")
-	f.IntVar(&repeats, "repeats", 5, "rounds: each measures every case once, side by side")
+	f.BoolVar(&quick, "quick", false,
+		"smoke run: tiny durations, two rounds, no Consul; budgets not enforced")
+	f.DurationVar(&duration, "duration", 500*time.Millisecond, "duration of each measurement")
+	f.DurationVar(&warmup, "warmup", 0,
+		"warm-up before each measurement (default a tenth of --duration)")
+	f.IntVar(&repeats, "repeats", 8, "rounds: each measures every case once, side by side")
 	f.IntSliceVar(&concurrency, "concurrency", []int{1, 16, 64}, "unary calls kept in flight")
-	f.StringVar(&out, "out", "", "folder for report.json and report.html (default bench/out in the checkout)")
-	f.StringVar(&budgetsFile, "budgets", "", "budgets file (default bench/budgets.yaml, else the built-in copy)")
+	f.StringVar(&out, "out", "",
+		"folder for report.json and report.html (default bench/out in the checkout)")
+	f.StringVar(&budgetsFile, "budgets", "",
+		"budgets file (default bench/budgets.yaml, else the built-in copy)")
 	f.BoolVar(&noBudgets, "no-budgets", false, "do not check budgets")
 	f.StringVar(&consul, "consul", string(bench.ConsulAuto),
 		"cold start through Consul: auto (when a consul binary is found), on, off")
-	f.StringSliceVar(&only, "only", nil, "kinds to run: unary, stream, handshake, interceptor, coldstart")
-	f.StringSliceVar(&stacks, "stacks", nil, "stacks to compare (default all)")
+	f.StringSliceVar(&only, "only", nil,
+		"kinds to run: unary, stream, handshake, interceptor, coldstart")
+	f.StringSliceVar(&stacks, "stacks", nil,
+		"stacks to compare: plaintext, grpc-tls, moat, moat-sealed, moat-fields (default all)")
 	f.StringSliceVar(&keys, "keys", nil, "handshake leaf key types: ecdsa-p256, ed25519, rsa-2048")
+	f.StringVar(&cpuProfile, "cpuprofile", "",
+		"write a CPU profile of the whole run to this file (go tool pprof -top bin/moat FILE)")
 	return cmd
 }
 

@@ -178,6 +178,28 @@ func checkLeaf(
 	now time.Time,
 	subject string,
 ) (spiffeid.ID, *Error) {
+	id, err := checkLeafFields(leaf, want, now, subject)
+	if err != nil {
+		return spiffeid.ID{}, err
+	}
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	if _, err := verifyChain(leaf, intermediates, pool, now, subject); err != nil {
+		return spiffeid.ID{}, err
+	}
+	return id, nil
+}
+
+// checkLeafFields applies the checks of checkLeaf that read the leaf
+// alone: everything but the chain.
+func checkLeafFields(
+	leaf *x509.Certificate,
+	want spiffeid.TrustDomain,
+	now time.Time,
+	subject string,
+) (spiffeid.ID, *Error) {
 	if leaf.IsCA {
 		return spiffeid.ID{}, refuse(ReasonCAAsLeaf, subject,
 			"a CA certificate (%q) cannot be a workload certificate; issue a leaf with "+
@@ -205,29 +227,46 @@ func checkLeaf(
 			"certificate belongs to trust domain %q, want %q; issue it from the CA of %q",
 			id.TrustDomain().Name(), want.Name(), want.Name())
 	}
+	return id, nil
+}
 
-	pool := x509.NewCertPool()
-	for _, r := range roots {
-		pool.AddCert(r)
-	}
+// verifyChain checks that leaf chains to roots through intermediates at
+// now, and returns the window of time in which every certificate of the
+// chain found is valid.
+func verifyChain(
+	leaf *x509.Certificate,
+	intermediates []*x509.Certificate,
+	roots *x509.CertPool,
+	now time.Time,
+	subject string,
+) (validity [2]time.Time, err *Error) {
 	inter := x509.NewCertPool()
 	for _, c := range intermediates {
 		inter.AddCert(c)
 	}
-	_, verr := leaf.Verify(x509.VerifyOptions{
-		Roots:         pool,
+	chains, verr := leaf.Verify(x509.VerifyOptions{
+		Roots:         roots,
 		Intermediates: inter,
 		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	})
 	if verr != nil {
-		return spiffeid.ID{}, &Error{
+		return validity, &Error{
 			Reason: ReasonUntrusted, Subject: subject, Err: verr,
 			Detail: "certificate does not chain to the trust bundle; " +
 				"issue it from the CA in the bundle or add its CA to the bundle",
 		}
 	}
-	return id, nil
+	validity = [2]time.Time{leaf.NotBefore, leaf.NotAfter}
+	for _, c := range chains[0] {
+		if c.NotBefore.After(validity[0]) {
+			validity[0] = c.NotBefore
+		}
+		if c.NotAfter.Before(validity[1]) {
+			validity[1] = c.NotAfter
+		}
+	}
+	return validity, nil
 }
 
 func checkEKU(leaf *x509.Certificate, subject string, want ...x509.ExtKeyUsage) *Error {

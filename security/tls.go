@@ -171,11 +171,12 @@ func newTLSConfig(src Source, opts []TLSOption) (*tlsConfig, error) {
 }
 
 type verifier struct {
-	src  Source
-	cfg  *tlsConfig
-	side string
-	eku  x509.ExtKeyUsage
-	want spiffeid.ID
+	chains chainCache
+	src    Source
+	cfg    *tlsConfig
+	side   string
+	eku    x509.ExtKeyUsage
+	want   spiffeid.ID
 }
 
 func (v *verifier) verify(cs tls.ConnectionState) error {
@@ -200,7 +201,11 @@ func (v *verifier) check(cs tls.ConnectionState) (spiffeid.ID, *Error) {
 	}
 	self := v.src.Current()
 	leaf := cs.PeerCertificates[0]
-	id, verr := checkLeaf(leaf, cs.PeerCertificates[1:], self.roots, self.TrustDomain(), v.cfg.now(), "peer")
+	now := v.cfg.now()
+	id, verr := checkLeafFields(leaf, self.TrustDomain(), now, "peer")
+	if verr == nil {
+		verr = v.chains.verify(self, leaf, cs.PeerCertificates[1:], now)
+	}
 	if verr != nil {
 		// Report the identity the peer claimed when one is readable.
 		claimed, _ := idFromCert(leaf, "peer")

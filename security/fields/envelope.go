@@ -88,7 +88,7 @@ func decodeText(s string) ([]byte, error) {
 		return nil, errTruncated
 	}
 	// encoding/base64 skips line breaks; an envelope has none.
-	if strings.ContainsAny(rest, "\r\n") {
+	if strings.IndexByte(rest, '\r') >= 0 || strings.IndexByte(rest, '\n') >= 0 {
 		return nil, errBadEncoding
 	}
 	ct, err := b64.DecodeString(rest)

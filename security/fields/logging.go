@@ -125,17 +125,22 @@ func (p payload) LogValue() slog.Value {
 // mdValue defers formatting of metadata until a handler writes the record.
 type mdValue struct{ md metadata.MD }
 
-// LogValue returns the redacted metadata as a group, keys sorted.
+// LogValue returns the redacted metadata as a group, keys sorted. The
+// metadata is grpc-go's copy, made for this line (FromIncomingContext and
+// FromOutgoingContext copy), so its values are used as they are; sensitive
+// ones are replaced here, without a second copy of the whole.
 func (v mdValue) LogValue() slog.Value {
-	md := RedactMetadata(v.md)
-	keys := make([]string, 0, len(md))
-	for k := range md {
+	keys := make([]string, 0, len(v.md))
+	for k := range v.md {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	attrs := make([]slog.Attr, 0, len(keys))
 	for _, k := range keys {
-		vs := md[k]
+		vs := v.md[k]
+		if SensitiveMetadataKey(k) {
+			vs = slices.Repeat([]string{Redacted}, len(vs))
+		}
 		if len(vs) == 1 {
 			attrs = append(attrs, slog.String(k, vs[0]))
 			continue

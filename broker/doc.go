@@ -113,16 +113,17 @@
 //
 // # Limits
 //
-//   - Any workload of the trust domain may connect to the NATS server,
-//     subscribe to any topic, join any queue group and use the JetStream
-//     API: the embedded server sets no per-identity permissions. Events are
-//     confidential against the network, not against other workloads: PII
-//     in event bodies is readable by them, and a workload that joins a
-//     subscriber's queue group takes its share of the events away from it.
-//     Signatures still stop it from forging or altering events. Fields that
-//     must stay secret from other workloads are sealed with a [Sealer]
-//     before publishing ([Encode]). TODO(broker): per-identity publish and
-//     subscribe permissions on the embedded server, derived from SPIFFE IDs.
+//   - The embedded server lets a workload join only the queue group named
+//     after its own service ([WithQueue] with the service name), so that no
+//     workload takes another's share of events. Otherwise any workload of
+//     the trust domain may subscribe to any topic and use the JetStream API:
+//     events are confidential against the network, not against other
+//     workloads, and PII in event bodies is readable by them. Signatures
+//     still stop them from forging or altering events. Fields that must stay
+//     secret from other workloads are sealed with a [Sealer] before
+//     publishing ([Encode]). An external NATS cluster needs the same queue
+//     rule in its own authorization settings. TODO(broker): per-service
+//     publish permissions and JetStream API limits on the embedded server.
 //   - Each event carries its publisher's certificate chain, about 0.5 to
 //     1.5 KiB, and costs one signature and one verification; chain
 //     verification is cached per chain and trust bundle.

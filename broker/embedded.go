@@ -146,8 +146,10 @@ func (e *Embedded) start(ctx context.Context) error {
 		TLSConfig:   tlsConf,
 		TLSTimeout:  e.cfg.tlsTimeout.Seconds(),
 		AllowNonTLS: false,
-		JetStream:   true,
-		StoreDir:    e.cfg.storeDir,
+		// Per-service permissions derived from each client's certificate.
+		CustomClientAuthentication: queueAuth{},
+		JetStream:                  true,
+		StoreDir:                   e.cfg.storeDir,
 		// The HTTP monitoring endpoints stay off: they would be plaintext.
 		HTTPPort:  0,
 		HTTPSPort: 0,

@@ -62,7 +62,7 @@ func TestNATSQueueGroup(t *testing.T) {
 		b := env.client(t, "worker")
 		rec := newRecorder(n)
 		members = append(members, rec)
-		if _, err := b.Subscribe("jobs.run", rec.handle, WithQueue("workers")); err != nil {
+		if _, err := b.Subscribe("jobs.run", rec.handle, WithQueue("worker")); err != nil {
 			t.Fatal(err)
 		}
 		flush(t, b)
@@ -356,5 +356,47 @@ func flush(t testing.TB, b *NATS) {
 	}
 	if err := nc.FlushTimeout(10 * time.Second); err != nil {
 		t.Fatal(fmt.Errorf("flush: %w", err))
+	}
+}
+
+// A workload may join only queue groups named after its own service: an
+// intruder joining audit's group does not take audit's events away.
+func TestNATSQueueGroupsBelongToTheirService(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t)
+	const n = 50
+	audit := newRecorder(n)
+	a := env.client(t, "audit")
+	if _, err := a.Subscribe("profile.updated", audit.handle, WithQueue("audit")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, a)
+	stolen := newRecorder(n)
+	intruder := env.client(t, "intruder")
+	// The server refuses the subscription; whether Subscribe reports it or
+	// not, no event may reach the intruder.
+	_, _ = intruder.Subscribe("profile.updated", stolen.handle, WithQueue("audit"))
+	flush(t, intruder)
+	// Its own queue group, and plain subscriptions, stay open to it.
+	own := newRecorder(n)
+	if _, err := intruder.Subscribe("profile.updated", own.handle, WithQueue("intruder")); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, intruder)
+
+	pub := env.client(t, "profile")
+	ctx := testContext(t, 20*time.Second)
+	for i := range n {
+		if err := pub.Publish(ctx, "profile.updated", &Message{Body: []byte(strconv.Itoa(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(t, pub)
+	eventually(t, 10*time.Second, "audit and the intruder's own group receive every event", func() bool {
+		return audit.count() == n && own.count() == n
+	})
+	time.Sleep(100 * time.Millisecond)
+	if got := stolen.count(); got != 0 {
+		t.Fatalf("the intruder took %d of audit's events", got)
 	}
 }

@@ -294,7 +294,8 @@ type subscribeFunc func(*subscribeConfig)
 func (f subscribeFunc) applySubscribe(c *subscribeConfig) { f(c) }
 
 // WithQueue makes the subscription a member of a queue group: each event
-// goes to one member of the group only.
+// goes to one member of the group only. The embedded NATS server lets a
+// workload join only the group named after its own service.
 func WithQueue(group string) SubscribeOption {
 	return subscribeFunc(func(c *subscribeConfig) {
 		if !validName(group) {

@@ -145,12 +145,7 @@ func (rep *Report) htmlStacks(b *strings.Builder) {
 func (rep *Report) htmlTables(b *strings.Builder) {
 	b.WriteString("<h2>All results</h2>\n")
 	for _, sec := range sections {
-		var rows []Result
-		for _, r := range rep.Results {
-			if r.Kind == sec.kind {
-				rows = append(rows, r)
-			}
-		}
+		rows := rep.resultsOf(sec.kind)
 		if len(rows) == 0 {
 			continue
 		}

@@ -223,12 +223,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		"median ±half range\n", rep.Host.GoVersion, rep.Host.OS, rep.Host.Arch, rep.Host.CPUs,
 		rep.Host.GOMAXPROCS, rep.Settings.Repeats, rep.Settings.Duration)
 	for _, sec := range sections {
-		var rows []Result
-		for _, r := range rep.Results {
-			if r.Kind == sec.kind {
-				rows = append(rows, r)
-			}
-		}
+		rows := rep.resultsOf(sec.kind)
 		if len(rows) == 0 {
 			continue
 		}
@@ -297,4 +292,15 @@ func formatNumber(v float64, digits int) string {
 		digits = 2
 	}
 	return fmt.Sprintf("%.*f", digits, v)
+}
+
+// resultsOf returns the results of one kind, in report order.
+func (rep *Report) resultsOf(kind Kind) []Result {
+	var rows []Result
+	for _, r := range rep.Results {
+		if r.Kind == kind {
+			rows = append(rows, r)
+		}
+	}
+	return rows
 }

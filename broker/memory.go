@@ -136,15 +136,9 @@ func (m *Memory) Publish(
 
 // Subscribe starts delivering topic's events to h.
 func (m *Memory) Subscribe(topic string, h Handler, opts ...SubscribeOption) (Subscriber, error) {
-	if err := checkTopic(topic, true); err != nil {
+	sc, err := subscribeSettings(topic, h, opts)
+	if err != nil {
 		return nil, err
-	}
-	if h == nil {
-		return nil, fmt.Errorf("%w: nil handler", ErrInvalidOption)
-	}
-	sc := newSubscribeConfig(opts)
-	if sc.err != nil {
-		return nil, sc.err
 	}
 	maxAge := DefaultMaxAge
 	if sc.durable != "" {

@@ -378,15 +378,9 @@ func (n *NATS) ensureStream(ctx context.Context, js jetstream.JetStream, topic s
 // creates or resumes a JetStream consumer, which needs a few server round
 // trips, bounded to ten seconds.
 func (n *NATS) Subscribe(topic string, h Handler, opts ...SubscribeOption) (Subscriber, error) {
-	if err := checkTopic(topic, true); err != nil {
+	sc, err := subscribeSettings(topic, h, opts)
+	if err != nil {
 		return nil, err
-	}
-	if h == nil {
-		return nil, fmt.Errorf("%w: nil handler", ErrInvalidOption)
-	}
-	sc := newSubscribeConfig(opts)
-	if sc.err != nil {
-		return nil, sc.err
 	}
 	nc, js, err := n.conn()
 	if err != nil {

@@ -263,6 +263,19 @@ type subscribeConfig struct {
 	err             error
 }
 
+// subscribeSettings checks the arguments shared by every Subscribe and
+// returns the subscription's settings.
+func subscribeSettings(topic string, h Handler, opts []SubscribeOption) (subscribeConfig, error) {
+	if err := checkTopic(topic, true); err != nil {
+		return subscribeConfig{}, err
+	}
+	if h == nil {
+		return subscribeConfig{}, fmt.Errorf("%w: nil handler", ErrInvalidOption)
+	}
+	sc := newSubscribeConfig(opts)
+	return sc, sc.err
+}
+
 func newSubscribeConfig(opts []SubscribeOption) subscribeConfig {
 	c := subscribeConfig{
 		handlerTimeout:  DefaultHandlerTimeout,
